@@ -1,0 +1,126 @@
+package broker_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
+	"github.com/bcsync/bcsync/messages"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+func TestEnsureIsIdempotentAndConfigured(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	// A second worker starting up runs the same calls.
+	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{}); err != nil {
+		t.Fatalf("second EnsureStreams: %v", err)
+	}
+	jobs, err := b.JS.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := jobs.CachedInfo().Config; got.Retention != jetstream.WorkQueuePolicy || got.Subjects[0] != "bcsync.jobs.>" || got.Duplicates != 2*time.Minute {
+		t.Errorf("jobs stream config = %+v", got)
+	}
+	dlq, err := b.JS.Stream(ctx, messages.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dlq.CachedInfo().Config; got.Retention != jetstream.LimitsPolicy || got.MaxAge != 30*24*time.Hour {
+		t.Errorf("dlq stream config = %+v", got)
+	}
+	opts := broker.ConsumerOptions{Subscription: "contoso", MaxDeliver: 5, AckWait: 30 * time.Second, MaxAckPending: 100}
+	for i := 0; i < 2; i++ {
+		if _, err := broker.EnsureConsumer(ctx, b.JS, opts); err != nil {
+			t.Fatalf("EnsureConsumer #%d: %v", i+1, err)
+		}
+	}
+	// Settings changed in config are applied to the existing consumer.
+	opts.MaxAckPending = 200
+	c, err := broker.EnsureConsumer(ctx, b.JS, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.CachedInfo().Config
+	if got.Durable != "bcsync-contoso" || got.AckPolicy != jetstream.AckExplicitPolicy || got.MaxDeliver != 5 ||
+		got.AckWait != 30*time.Second || got.MaxAckPending != 200 || got.FilterSubject != "bcsync.jobs.contoso.>" {
+		t.Errorf("consumer config = %+v", got)
+	}
+	// A second subscription gets its own consumer on the same work queue.
+	opts.Subscription = "fabrikam"
+	if _, err := broker.EnsureConsumer(ctx, b.JS, opts); err != nil {
+		t.Fatalf("second subscription's consumer: %v", err)
+	}
+}
+
+func TestEnsureConsumerRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	for name, o := range map[string]broker.ConsumerOptions{
+		"infinite deliveries": {Subscription: "a", MaxDeliver: -1, AckWait: time.Second, MaxAckPending: 1},
+		"bad name":            {Subscription: "A.B", MaxDeliver: 3, AckWait: time.Second, MaxAckPending: 1},
+		"no ack wait":         {Subscription: "a", MaxDeliver: 3, MaxAckPending: 1},
+	} {
+		if _, err := broker.EnsureConsumer(context.Background(), b.JS, o); err == nil {
+			t.Errorf("%s: EnsureConsumer succeeded", name)
+		}
+	}
+}
+
+func TestEmbeddedStoreSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	b, err := broker.Connect(ctx, broker.Options{DataDir: dir, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "EAST"}); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+
+	b2, err := broker.Connect(ctx, broker.Options{DataDir: dir, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	s, err := b2.JS.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Errorf("after restart the stream holds %d jobs, want 1", info.State.Msgs)
+	}
+}
+
+func TestConnectErrorsAreClear(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, err := broker.Connect(ctx, broker.Options{URL: "nats://user:hunter2@127.0.0.1:1", Log: zerolog.Nop()})
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("Connect to a closed port = %v; want an error naming the address without the password", err)
+	}
+	_, err = broker.Connect(ctx, broker.Options{URL: "nats://127.0.0.1:1", CredsFile: filepath.Join(t.TempDir(), "missing.creds"), Log: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), "credentials file") {
+		t.Errorf("missing creds file: %v", err)
+	}
+	_, err = broker.Connect(ctx, broker.Options{URL: "nats://127.0.0.1:1", CertFile: "x.pem", Log: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), "key file") {
+		t.Errorf("cert without key: %v", err)
+	}
+}

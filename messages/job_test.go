@@ -1,0 +1,183 @@
+package messages_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/messages"
+)
+
+func validJob() messages.Job {
+	return messages.Job{
+		V: 1, ID: "job-1", Subscription: "contoso", Type: messages.TypeLocation,
+		Op: messages.OpUpsert, Key: "EAST",
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	big := json.RawMessage(`{"x":"` + strings.Repeat("a", messages.MaxDataBytes) + `"}`)
+	tests := []struct {
+		name  string
+		edit  func(*messages.Job)
+		want  error
+		field string
+	}{
+		{"valid code", func(j *messages.Job) {}, nil, ""},
+		{"valid guid", func(j *messages.Job) { j.Key = "5d115c9c-44e3-ea11-bb43-000d3a2feca1" }, nil, ""},
+		{"valid code with space and dot", func(j *messages.Job) { j.Key = "MAIN ST.1" }, nil, ""},
+		{"valid initialize", func(j *messages.Job) { j.Op = messages.OpInitialize; j.Key = "" }, nil, ""},
+		{"valid snapshot", func(j *messages.Job) { j.Data = json.RawMessage(`{"code":"EAST"}`) }, nil, ""},
+		{"unknown version", func(j *messages.Job) { j.V = 2 }, messages.ErrUnknownVersion, "v"},
+		{"missing version", func(j *messages.Job) { j.V = 0 }, messages.ErrUnknownVersion, "v"},
+		{"missing id", func(j *messages.Job) { j.ID = "" }, messages.ErrMissingField, "id"},
+		{"id with space", func(j *messages.Job) { j.ID = "a b" }, messages.ErrBadID, "id"},
+		{"missing subscription", func(j *messages.Job) { j.Subscription = "" }, messages.ErrMissingField, "subscription"},
+		{"bad subscription", func(j *messages.Job) { j.Subscription = "Con.toso" }, messages.ErrBadSubscription, "subscription"},
+		{"missing type", func(j *messages.Job) { j.Type = "" }, messages.ErrMissingField, "type"},
+		{"unknown type", func(j *messages.Job) { j.Type = "vendor" }, messages.ErrUnknownType, "type"},
+		{"missing op", func(j *messages.Job) { j.Op = "" }, messages.ErrMissingField, "op"},
+		{"unknown op", func(j *messages.Job) { j.Op = "merge" }, messages.ErrUnknownOp, "op"},
+		{"missing key", func(j *messages.Job) { j.Key = "" }, messages.ErrMissingField, "key"},
+		{"key too long", func(j *messages.Job) { j.Key = strings.Repeat("A", 21) }, messages.ErrBadKey, "key"},
+		{"key lower case", func(j *messages.Job) { j.Key = "east" }, messages.ErrBadKey, "key"},
+		{"key control char", func(j *messages.Job) { j.Key = "EA\nST" }, messages.ErrBadKey, "key"},
+		{"key padded", func(j *messages.Job) { j.Key = " EAST" }, messages.ErrBadKey, "key"},
+		{"key bad utf8", func(j *messages.Job) { j.Key = "E\xffST" }, messages.ErrBadKey, "key"},
+		{"category keyed by guid", func(j *messages.Job) {
+			j.Type = messages.TypeCustomerCategory
+			j.Key = "5d115c9c-44e3-ea11-bb43-000d3a2feca1"
+		}, messages.ErrBadKey, "key"},
+		{"data too large", func(j *messages.Job) { j.Data = big }, messages.ErrDataTooLarge, "data"},
+		{"data not object", func(j *messages.Job) { j.Data = json.RawMessage(`[1,2]`) }, messages.ErrBadData, "data"},
+		{"initialize with key", func(j *messages.Job) { j.Op = messages.OpInitialize }, nil, "key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := validJob()
+			tt.edit(&j)
+			err := j.Validate()
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want error on %s", tt.field)
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("Validate() = %v, want errors.Is %v", err, tt.want)
+			}
+			var fe *messages.FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Errorf("Validate() = %v, want a FieldError on %q", err, tt.field)
+			}
+			if !strings.Contains(err.Error(), tt.field) {
+				t.Errorf("error %q does not name the field %q", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	j := messages.Job{V: 1, Type: "vendor", Op: "merge"}
+	err := j.Validate()
+	for _, want := range []error{messages.ErrMissingField, messages.ErrUnknownType, messages.ErrUnknownOp} {
+		if !errors.Is(err, want) {
+			t.Errorf("Validate() = %v, want it to include %v", err, want)
+		}
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n != 4 { // id, subscription, type, op
+		t.Errorf("got %d problems, want 4:\n%v", n, err)
+	}
+}
+
+func TestDecode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   string
+		want error
+	}{
+		{"valid", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"EAST"}`, nil},
+		{"not json", `hello`, messages.ErrMalformed},
+		{"empty", ``, messages.ErrMalformed},
+		{"array", `[1]`, messages.ErrMalformed},
+		{"no version", `{"id":"j1"}`, messages.ErrUnknownVersion},
+		{"version 2 with other fields", `{"v":2,"whatever":true}`, messages.ErrUnknownVersion},
+		{"version as string", `{"v":"1","id":"j1"}`, messages.ErrUnknownVersion},
+		{"unknown field", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"EAST","subcription":"x"}`, messages.ErrMalformed},
+		{"wrong field type", `{"v":1,"id":7}`, messages.ErrMalformed},
+		{"trailing data", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"EAST"} {}`, messages.ErrMalformed},
+		{"invalid", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert"}`, messages.ErrMissingField},
+		{"too large", `{"v":1,"pad":"` + strings.Repeat("x", messages.MaxJobBytes) + `"}`, messages.ErrTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := messages.Decode([]byte(tt.in))
+			if tt.want == nil {
+				if err != nil || j == nil {
+					t.Fatalf("Decode() = %v, %v", j, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Decode() error = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	t.Parallel()
+	j := validJob()
+	j.Data = json.RawMessage(`{"code":"EAST","displayName":"East"}`)
+	j.ChangedAt = time.Date(2026, 1, 2, 3, 4, 5, 678e6, time.UTC)
+	j.Source = "test"
+	b, err := j.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := messages.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.MsgID() != j.MsgID() || got.Key != j.Key || !got.ChangedAt.Equal(j.ChangedAt) {
+		t.Errorf("round trip changed the job: %+v -> %+v", j, got)
+	}
+}
+
+func TestMsgID(t *testing.T) {
+	t.Parallel()
+	a := validJob()
+	b := validJob()
+	b.EnqueuedAt = time.Now()
+	if a.MsgID() != b.MsgID() {
+		t.Error("MsgID depends on EnqueuedAt; a retried publish would not be deduplicated")
+	}
+	a.Data = json.RawMessage(`{"a": 1}`)
+	b.Data = json.RawMessage(`{"a":1}`)
+	if a.MsgID() != b.MsgID() {
+		t.Error("MsgID depends on JSON whitespace in data")
+	}
+	for name, edit := range map[string]func(*messages.Job){
+		"id":   func(j *messages.Job) { j.ID = "job-2" },
+		"key":  func(j *messages.Job) { j.Key = "WEST" },
+		"op":   func(j *messages.Job) { j.Op = messages.OpDelete },
+		"data": func(j *messages.Job) { j.Data = json.RawMessage(`{"a":2}`) },
+		"changed_at": func(j *messages.Job) {
+			j.ChangedAt = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		},
+	} {
+		c := a
+		edit(&c)
+		if c.MsgID() == a.MsgID() {
+			t.Errorf("changing %s does not change MsgID", name)
+		}
+	}
+}
