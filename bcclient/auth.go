@@ -1,0 +1,270 @@
+package bcclient
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// Defaults for Credentials.
+const (
+	DefaultAuthorityURL = "https://login.microsoftonline.com"
+	DefaultScope        = "https://api.businesscentral.dynamics.com/.default"
+	// DefaultTokenTimeout bounds one token request when
+	// Credentials.HTTPClient is nil.
+	DefaultTokenTimeout = 30 * time.Second
+	// maxEarlyRefresh is how much before its expiry a token is replaced at
+	// most; short-lived tokens are replaced after 90% of their lifetime.
+	maxEarlyRefresh = 5 * time.Minute
+)
+
+// Credentials identify an Entra app registration that reads BC through the
+// OAuth 2.0 client credentials grant. Printing Credentials with any fmt verb
+// shows the secret as "[redacted]".
+type Credentials struct {
+	// AuthorityURL is the Entra host. Default DefaultAuthorityURL
+	// ("https://login.microsoftonline.com"); sovereign clouds use another.
+	AuthorityURL string
+	// TenantID is the Entra tenant (directory) id or domain. Required.
+	TenantID string
+	// ClientID is the app registration's Application (client) ID. Required.
+	ClientID string
+	// ClientSecret is the client secret's Value (not its Secret ID).
+	ClientSecret string
+	// Scope is the requested scope. Default DefaultScope
+	// ("https://api.businesscentral.dynamics.com/.default").
+	Scope string
+	// HTTPClient sends the token requests. Default: a client with
+	// DefaultTokenTimeout (30s) over http.DefaultTransport.
+	HTTPClient *http.Client
+}
+
+// Format implements fmt.Formatter, so that no verb prints the secret.
+func (c Credentials) Format(f fmt.State, _ rune) {
+	secret := ""
+	if c.ClientSecret != "" {
+		secret = "[redacted]"
+	}
+	fmt.Fprintf(f, "{AuthorityURL:%s TenantID:%s ClientID:%s ClientSecret:%s Scope:%s}",
+		c.AuthorityURL, c.TenantID, c.ClientID, secret, c.Scope)
+}
+
+// TokenURL is {AuthorityURL}/{TenantID}/oauth2/v2.0/token, defaults applied.
+func (c Credentials) TokenURL() string {
+	authority := c.AuthorityURL
+	if authority == "" {
+		authority = DefaultAuthorityURL
+	}
+	return strings.TrimRight(authority, "/") + "/" + url.PathEscape(c.TenantID) + "/oauth2/v2.0/token"
+}
+
+// NewTokenSource returns a token source for c that fetches tokens from Entra
+// with the client credentials grant (credentials in the form body) and
+// reuses each token until shortly before it expires: 5 minutes before, or
+// after 90% of its lifetime if that is sooner. It is safe for concurrent use;
+// concurrent callers share one token request.
+//
+// ctx is used by every token request and should live as long as the source.
+// Token errors are *TokenError when Entra answered, with the secret redacted.
+func NewTokenSource(ctx context.Context, c Credentials) oauth2.TokenSource {
+	if c.Scope == "" {
+		c.Scope = DefaultScope
+	}
+	var missing []error
+	if c.TenantID == "" || !validSegment(c.TenantID) {
+		missing = append(missing, errors.New("bcclient: credentials: TenantID is required (a GUID or a domain)"))
+	}
+	if c.ClientID == "" {
+		missing = append(missing, errors.New("bcclient: credentials: ClientID is required"))
+	}
+	if err := errors.Join(missing...); err != nil {
+		return errTokenSource{err}
+	}
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: DefaultTokenTimeout}
+	}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
+	cc := &clientcredentials.Config{
+		ClientID:     c.ClientID,
+		ClientSecret: c.ClientSecret,
+		TokenURL:     c.TokenURL(),
+		Scopes:       []string{c.Scope},
+		AuthStyle:    oauth2.AuthStyleInParams,
+	}
+	return &earlyRefresh{fetch: func() (*oauth2.Token, error) {
+		// Config.Token fetches a new token on every call.
+		t, err := cc.Token(ctx)
+		if err != nil {
+			var re *oauth2.RetrieveError
+			if errors.As(err, &re) {
+				return nil, newTokenError(re, c.ClientSecret)
+			}
+			return nil, fmt.Errorf("bcclient: token request: %w", err)
+		}
+		return t, nil
+	}}
+}
+
+type errTokenSource struct{ err error }
+
+func (s errTokenSource) Token() (*oauth2.Token, error) { return nil, s.err }
+
+// earlyRefresh caches a token and fetches a new one shortly before the
+// cached one expires.
+type earlyRefresh struct {
+	fetch func() (*oauth2.Token, error)
+
+	mu        sync.Mutex
+	tok       *oauth2.Token
+	refreshAt time.Time // zero: never (the token has no expiry)
+}
+
+func (s *earlyRefresh) Token() (*oauth2.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.tok != nil && (s.refreshAt.IsZero() || now.Before(s.refreshAt)) {
+		return s.tok, nil
+	}
+	t, err := s.fetch()
+	if err != nil {
+		if s.tok != nil && now.Before(s.tok.Expiry) {
+			return s.tok, nil // still valid: try again on the next call
+		}
+		return nil, err
+	}
+	s.tok, s.refreshAt = t, time.Time{}
+	if !t.Expiry.IsZero() {
+		early := min(maxEarlyRefresh, t.Expiry.Sub(now)/10)
+		s.refreshAt = t.Expiry.Add(-max(early, 0))
+	}
+	return t, nil
+}
+
+// TokenError is a failed token request answered by Microsoft Entra.
+type TokenError struct {
+	// Status is the HTTP status (400 or 401 for bad credentials).
+	Status int
+	// ErrorCode is the OAuth error, e.g. "invalid_client".
+	ErrorCode string
+	// Description is Entra's error_description (or the start of a body that
+	// was not an Entra error), with the client secret redacted.
+	Description string
+	// Codes are the AADSTS numbers (error_codes), e.g. 7000215.
+	Codes []int
+	// TraceID and CorrelationID identify the request in Entra's logs.
+	TraceID       string
+	CorrelationID string
+}
+
+// Error returns the status, error code and the first line of the
+// description. It never holds the secret or a token.
+func (e *TokenError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "bcclient: token request failed: HTTP %d", e.Status)
+	if e.ErrorCode != "" {
+		b.WriteString(" " + e.ErrorCode)
+	}
+	if first, _, _ := strings.Cut(e.Description, "\n"); strings.TrimSpace(first) != "" {
+		b.WriteString(": " + strings.TrimSpace(first))
+	}
+	if e.TraceID != "" || e.CorrelationID != "" {
+		fmt.Fprintf(&b, " (trace ID %s, correlation ID %s)", e.TraceID, e.CorrelationID)
+	}
+	return b.String()
+}
+
+// Has reports whether Entra reported the AADSTS code.
+func (e *TokenError) Has(code int) bool { return slices.Contains(e.Codes, code) }
+
+// Temporary reports whether the same request may succeed later (Entra
+// throttled or failed), as opposed to wrong or revoked credentials.
+func (e *TokenError) Temporary() bool {
+	return e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests || e.Status >= 500
+}
+
+// tokenFixes maps AADSTS codes to what the user must do.
+var tokenFixes = []struct {
+	code int
+	fix  string
+}{
+	{7000215, "The client secret is wrong: paste the secret's Value, not its Secret ID " +
+		"(Entra admin center > App registrations > Certificates & secrets)."},
+	{7000222, "The client secret has expired: create a new secret under Certificates & secrets " +
+		"and paste its Value."},
+	{7000218, "No client secret was sent: set the client secret (its Value)."},
+	{700016, "The application was not found in the tenant: check the Client ID and the Tenant ID."},
+	{90002, "The tenant was not found: check the Tenant ID (and the authority URL for sovereign clouds)."},
+	{70011, "The scope is invalid: it must be " + DefaultScope + "."},
+	{7000112, "The application is disabled: enable the app registration in Entra."},
+}
+
+// Fix tells the user what to do about the error.
+func (e *TokenError) Fix() string {
+	for _, f := range tokenFixes {
+		if e.Has(f.code) {
+			return f.fix
+		}
+	}
+	if e.Temporary() {
+		return "Microsoft Entra could not issue a token right now: it will be retried."
+	}
+	return "Check the Tenant ID, Client ID and client secret of the Entra app registration."
+}
+
+var aadstsRE = regexp.MustCompile(`AADSTS(\d+)`)
+
+// newTokenError decodes Entra's failure body, redacting secret.
+func newTokenError(re *oauth2.RetrieveError, secret string) *TokenError {
+	e := &TokenError{ErrorCode: re.ErrorCode, Description: re.ErrorDescription}
+	if re.Response != nil {
+		e.Status = re.Response.StatusCode
+	}
+	var body struct {
+		Error         string `json:"error"`
+		Description   string `json:"error_description"`
+		Codes         []int  `json:"error_codes"`
+		TraceID       string `json:"trace_id"`
+		CorrelationID string `json:"correlation_id"`
+	}
+	if json.Unmarshal(re.Body, &body) == nil {
+		e.ErrorCode = cmp.Or(body.Error, e.ErrorCode)
+		e.Description = cmp.Or(body.Description, e.Description)
+		e.Codes = body.Codes
+		e.TraceID = clean(body.TraceID, maxCorrIDLen)
+		e.CorrelationID = clean(body.CorrelationID, maxCorrIDLen)
+	} else if e.Description == "" {
+		e.Description = clean(rawText(re.Body), maxMessageLen)
+	}
+	if len(e.Codes) == 0 {
+		for _, m := range aadstsRE.FindAllStringSubmatch(e.Description, -1) {
+			if n, err := strconv.Atoi(m[1]); err == nil {
+				e.Codes = append(e.Codes, n)
+			}
+		}
+	}
+	e.ErrorCode = clean(e.ErrorCode, maxCodeLen)
+	if len(e.Description) > maxMessageLen {
+		e.Description = clean(e.Description, maxMessageLen)
+	}
+	if secret != "" {
+		e.ErrorCode = strings.ReplaceAll(e.ErrorCode, secret, "[redacted]")
+		e.Description = strings.ReplaceAll(e.Description, secret, "[redacted]")
+	}
+	e.Description = redactTokens(e.Description)
+	return e
+}

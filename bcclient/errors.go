@@ -1,0 +1,247 @@
+package bcclient
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Sentinel errors, tested with errors.Is.
+var (
+	// ErrNotFound: the record does not exist. It matches an *APIError with
+	// Code "Internal_RecordNotFound", and a lookup by code or number that
+	// matched no row. Other 404s (unknown company, environment or web
+	// service) are not ErrNotFound: they mean the configuration is wrong.
+	ErrNotFound = errors.New("record not found")
+	// ErrInvalidKey: the key is neither a GUID nor a plausible code, so no
+	// request was sent.
+	ErrInvalidKey = errors.New("invalid record key")
+	// ErrForeignNextLink: BC sent an @odata.nextLink to another scheme or
+	// host than Config.APIURL; it was not followed, so that the bearer token
+	// never leaves the API host.
+	ErrForeignNextLink = errors.New("@odata.nextLink points to a foreign host")
+)
+
+// APIError is a non-2xx answer from Business Central.
+type APIError struct {
+	// Status is the HTTP status code.
+	Status int
+	// Code is BC's error code, "Family_Detail" (e.g. "Internal_RecordNotFound",
+	// "Application_TooManyRequests"); empty when the body was not a BC error.
+	Code string
+	// Message is BC's message, or the start of a body that was not a BC
+	// error (HTML from a gateway, plain text), or the status text.
+	Message string
+	// CorrelationID identifies the request in Microsoft's logs: from the
+	// message's "CorrelationId: <guid>", else from the ms-correlation-x or
+	// request-id header. May be empty.
+	CorrelationID string
+	// RetryAfter is the Retry-After header's delay, on any status; zero when
+	// absent or unparseable.
+	RetryAfter time.Duration
+}
+
+// Error returns the status, code, message and correlation id. It never holds
+// a token.
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "BC API: HTTP %d", e.Status)
+	if e.Code != "" {
+		b.WriteString(" " + e.Code)
+	}
+	if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	if e.CorrelationID != "" && !strings.Contains(e.Message, e.CorrelationID) {
+		fmt.Fprintf(&b, " (correlation ID %s)", e.CorrelationID)
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrNotFound) true for a missing record.
+func (e *APIError) Is(target error) bool {
+	return target == ErrNotFound && e.Code == "Internal_RecordNotFound"
+}
+
+// Temporary reports whether the same request may succeed later: 408, 429,
+// 500, 502, 503 and 504.
+func (e *APIError) Temporary() bool {
+	switch e.Status {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// maxSeconds is the longest delay a time.Duration holds, in seconds.
+const maxSeconds = math.MaxInt64 / int64(time.Second)
+
+// ParseRetryAfter parses a Retry-After header value: delta-seconds ("120")
+// or an HTTP-date, which is turned into a delay from now (zero if it is
+// past). ok is false for an empty or malformed value.
+func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if strings.Trim(v, "0123456789") == "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n > maxSeconds { // only overflow is possible here
+			n = maxSeconds
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
+
+const (
+	maxMessageLen = 1024 // bytes kept of a message or a raw body
+	maxCodeLen    = 128
+	maxCorrIDLen  = 128
+)
+
+var (
+	correlationRE = regexp.MustCompile(`(?i)correlation\s*id\s*:?\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})`)
+	bearerRE      = regexp.MustCompile(`(?i)\bbearer\s+([A-Za-z0-9\-._~+/]+=*)`)
+	authParamRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,31}=$`)
+	jwtRE         = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`)
+)
+
+// redactTokens replaces what looks like an access token (a JWT, or the word
+// after "Bearer") with "[redacted]". Challenge parameters such as
+// `Bearer error="invalid_token"` are kept.
+func redactTokens(s string) string {
+	s = jwtRE.ReplaceAllString(s, "[redacted]")
+	var b strings.Builder
+	last := 0
+	for _, m := range bearerRE.FindAllStringSubmatchIndex(s, -1) {
+		start, end := m[2], m[3]
+		if authParamRE.MatchString(s[start:end]) {
+			continue
+		}
+		b.WriteString(s[last:start])
+		b.WriteString("[redacted]")
+		last = end
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// decodeAPIError builds an *APIError from a non-2xx response. It accepts any
+// body: BC's {"error":{"code","message"}}, {"error":"code"}, HTML, text or
+// nothing.
+func decodeAPIError(status int, h http.Header, body []byte, now time.Time) *APIError {
+	e := &APIError{Status: status}
+	if d, ok := ParseRetryAfter(h.Get("Retry-After"), now); ok {
+		e.RetryAfter = d
+	}
+	if code, msg, ok := decodeErrorBody(body); ok {
+		e.Code, e.Message = clean(code, maxCodeLen), clean(msg, maxMessageLen)
+	} else {
+		e.Message = clean(rawText(body), maxMessageLen)
+	}
+	if e.Message == "" {
+		if wa := h.Get("WWW-Authenticate"); wa != "" {
+			e.Message = clean(wa, maxMessageLen)
+		} else {
+			e.Message = http.StatusText(status)
+		}
+	}
+	if m := correlationRE.FindStringSubmatch(e.Message); m != nil {
+		e.CorrelationID = m[1]
+	} else {
+		for _, k := range []string{"ms-correlation-x", "request-id"} {
+			if v := clean(h.Get(k), maxCorrIDLen); v != "" {
+				e.CorrelationID = v
+				break
+			}
+		}
+	}
+	return e
+}
+
+// decodeErrorBody reads {"error":{"code":..,"message":..}} or
+// {"error":"code","error_description":".."}.
+func decodeErrorBody(body []byte) (code, msg string, ok bool) {
+	var env struct {
+		Error       json.RawMessage `json:"error"`
+		Description string          `json:"error_description"`
+	}
+	if json.Unmarshal(body, &env) != nil || len(env.Error) == 0 {
+		return "", "", false
+	}
+	var obj struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(env.Error, &obj) == nil && (obj.Code != "" || obj.Message != "") {
+		return obj.Code, obj.Message, true
+	}
+	var s string
+	if json.Unmarshal(env.Error, &s) == nil && s != "" {
+		return s, env.Description, true
+	}
+	return "", "", false
+}
+
+// rawText is a body that is not a BC error, as readable text: HTML tags are
+// dropped.
+func rawText(body []byte) string {
+	body = bytes.TrimSpace(body)
+	if len(body) > 16*maxMessageLen {
+		body = body[:16*maxMessageLen]
+	}
+	if len(body) == 0 || body[0] != '<' {
+		return string(body)
+	}
+	var b strings.Builder
+	inTag := false
+	for _, r := range string(body) {
+		switch {
+		case r == '<':
+			inTag = true
+			b.WriteByte(' ')
+		case r == '>':
+			inTag = false
+		case !inTag:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// clean makes s safe to show: valid UTF-8, control characters and runs of
+// white space collapsed to one space, anything that looks like a bearer
+// token redacted, at most n bytes.
+func clean(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.IsControl(r)
+	}), " ")
+	s = redactTokens(s)
+	if len(s) > n {
+		cut := n
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
