@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+)
+
+// globalFlags are shared by every subcommand.
+type globalFlags struct {
+	configPath string
+	logLevel   string
+	logFormat  string
+}
+
+func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:           "bcsync",
+		Short:         "Keep iPaaS.com in step with Microsoft Dynamics 365 Business Central",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.configPath, "config", "c", envOr("BCSYNC_CONFIG", "bcsync.yaml"), "configuration file (env BCSYNC_CONFIG)")
+	pf.StringVar(&g.logLevel, "log-level", "", "trace, debug, info, warn or error (default: the config's log.level, env BCSYNC_LOG_LEVEL)")
+	pf.StringVar(&g.logFormat, "log-format", "", "json or console (default: the config's log.format, env BCSYNC_LOG_FORMAT)")
+	root.AddCommand(
+		newWorkerCmd(g),
+		newEnqueueCmd(g),
+		newSimCmd(g),
+		newDemoCmd(g),
+	)
+	return root
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// newLogger builds the process logger. Flags win over the configuration.
+func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+	if level == "" {
+		level = "info"
+	}
+	lvl, err := zerolog.ParseLevel(strings.ToLower(level))
+	if err != nil || lvl == zerolog.NoLevel {
+		return zerolog.Nop(), fmt.Errorf("log level %q: use trace, debug, info, warn or error", level)
+	}
+	switch format {
+	case "", "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	default:
+		return zerolog.Nop(), fmt.Errorf("log format %q: use json or console", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,371 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/bcclient/bctest"
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
+	"github.com/bcsync/bcsync/config"
+	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
+	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// e2e is one subscription wired to the strict fakes over a real JetStream.
+type e2e struct {
+	t     *testing.T
+	bc    *bctest.Server
+	ip    *ipaastest.Server
+	b     *broker.Broker
+	cfg   *config.Config
+	stats *worker.Stats
+}
+
+type e2eOptions struct {
+	bc         bctest.Options
+	maxDeliver int
+	// wrongSecret and wrongKey configure bad credentials.
+	wrongSecret, wrongKey string
+}
+
+func newE2E(t *testing.T, o e2eOptions) *e2e {
+	t.Helper()
+	bc := bctest.NewServer(o.bc)
+	t.Cleanup(bc.Close)
+	ip := ipaastest.NewServer(ipaastest.Options{})
+	t.Cleanup(ip.Close)
+	if o.maxDeliver == 0 {
+		o.maxDeliver = 5
+	}
+	yaml := fmt.Sprintf(`
+subscriptions:
+  - name: contoso
+    company_name: %q
+    tenant_id: %s
+    client_id: %s
+    environment: %s
+    api_url: %s
+    authority_url: %s
+    page_size: 7
+    throttling: {requests_per_window: 100000, window: 1m, max_concurrency: 5}
+    ipaas:
+      base_url: %s
+      system_id: %d
+      throttling: {requests_per_window: 100000, window: 1m, max_concurrency: 10}
+    worker:
+      concurrency: 8
+      max_deliver: %d
+      ack_wait: 10s
+      backoff_initial: 20ms
+      backoff_max: 200ms
+`, bc.CompanyName(), bc.TenantID(), bc.ClientID(), bc.Environment(), bc.URL(), bc.URL(), ip.URL(), ip.SystemID(), o.maxDeliver)
+	secret, key := bc.ClientSecret(), ip.APIKey()
+	if o.wrongSecret != "" {
+		secret = o.wrongSecret
+	}
+	if o.wrongKey != "" {
+		key = o.wrongKey
+	}
+	cfg, err := config.Parse([]byte(yaml), config.MapEnv(map[string]string{
+		"BCSYNC_CONTOSO_CLIENT_SECRET": secret,
+		"BCSYNC_CONTOSO_IPAAS_API_KEY": key,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &e2e{t: t, bc: bc, ip: ip, b: brokertest.New(t), cfg: cfg, stats: &worker.Stats{}}
+}
+
+// startWorker runs a worker with its own NATS connection, as a separate
+// process would. stop cancels it and waits for it to exit.
+func (e *e2e) startWorker(id string, log zerolog.Logger, hc *http.Client) (stop func()) {
+	e.t.Helper()
+	wb, err := broker.Connect(context.Background(), broker.Options{URL: e.b.ClientURL(), Log: zerolog.Nop()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- worker.Run(ctx, e.cfg, worker.Options{Broker: wb, ID: id, Grace: 2 * time.Second, PollWait: 200 * time.Millisecond, Log: log, Stats: e.stats, HTTPClient: hc})
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				e.t.Errorf("worker %s: %v", id, err)
+			}
+			wb.Close()
+		})
+	}
+	e.t.Cleanup(stop)
+	return stop
+}
+
+func (e *e2e) publish(typ messages.Type, keys ...string) {
+	e.t.Helper()
+	for _, k := range keys {
+		if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{Subscription: "contoso", Type: typ, Op: messages.OpUpsert, Key: k}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+func (e *e2e) streamMsgs(name string) uint64 {
+	e.t.Helper()
+	s, err := e.b.JS.Stream(context.Background(), name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestE2ENJobsGiveNRecordsAndNAcks(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 40, ShipmentMethods: 15, PriceGroups: 12, Customers: 60}})
+	e.startWorker("w1", zerolog.Nop(), nil)
+	e.startWorker("w2", zerolog.Nop(), nil)
+	e.publish(messages.TypeCustomerCategory, e.bc.PriceGroupCodes()...)
+	e.publish(messages.TypeLocation, e.bc.LocationCodes()...)
+	e.publish(messages.TypeShippingMethod, e.bc.ShipmentMethodCodes()...)
+	e.publish(messages.TypeCustomer, e.bc.CustomerNumbers()...)
+	const n = 40 + 15 + 12 + 60
+	waitFor(t, 30*time.Second, "all jobs acked", func() bool { return e.stats.Acked.Load() == n })
+	for table, want := range map[string]int{"customer category": 12, "location": 40, "shipping method": 15, "customer": 60} {
+		if got := e.ip.Count(table); got != want {
+			t.Errorf("iPaaS.com holds %d %s records, want %d", got, table, want)
+		}
+	}
+	if got := e.streamMsgs(messages.StreamJobs); got != 0 {
+		t.Errorf("%d jobs left in the stream", got)
+	}
+	if d := e.stats.DeadLettered.Load(); d != 0 || e.streamMsgs(messages.StreamDLQ) != 0 {
+		t.Errorf("%d dead letters", d)
+	}
+	// Spot-check a mapped record against BC.
+	loc, _ := e.bc.Record(bctest.SetLocations, e.bc.LocationCodes()[3])
+	got, ok := e.ip.Lookup("location", e.bc.LocationCodes()[3])
+	if !ok || got["name"] != loc["code"] || got["description"] != loc["displayName"] || got["city"] != loc["city"] {
+		t.Errorf("location %v mapped to %v", loc, got)
+	}
+}
+
+func TestE2ETransientIPaaSFailureIsRetriedThenAcked(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 3}})
+	e.ip.FailNext(2, http.StatusServiceUnavailable, "INTL-1000", 0)
+	e.startWorker("w1", zerolog.Nop(), nil)
+	e.publish(messages.TypeLocation, e.bc.LocationCodes()[0])
+	waitFor(t, 20*time.Second, "job acked", func() bool { return e.stats.Acked.Load() == 1 })
+	if e.stats.Retried.Load() != 2 || e.ip.Count("location") != 1 || e.stats.DeadLettered.Load() != 0 {
+		t.Errorf("retried=%d records=%d dead=%d, want 2/1/0", e.stats.Retried.Load(), e.ip.Count("location"), e.stats.DeadLettered.Load())
+	}
+}
+
+func TestE2EBCThrottlingIsRetriedWithRetryAfter(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 3}})
+	e.bc.FailNext(1, http.StatusTooManyRequests, time.Second)
+	e.startWorker("w1", zerolog.Nop(), nil)
+	start := time.Now()
+	e.publish(messages.TypeLocation, e.bc.LocationCodes()[0])
+	waitFor(t, 20*time.Second, "job acked", func() bool { return e.stats.Acked.Load() == 1 })
+	// The backoff is configured at 20ms; only Retry-After explains a wait of a second.
+	if time.Since(start) < time.Second {
+		t.Errorf("job finished %v after a 429 with Retry-After: 1", time.Since(start))
+	}
+}
+
+func TestE2ESameJobPublishedTwiceCreatesOneRecord(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 3}})
+	ctx := context.Background()
+	job := messages.Job{ID: "retry-me", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: e.bc.LocationCodes()[0]}
+	ack1, _, err := messages.Publish(ctx, e.b.JS, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack2, _, err := messages.Publish(ctx, e.b.JS, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack1.Duplicate || !ack2.Duplicate {
+		t.Errorf("dedupe: first duplicate=%v second duplicate=%v", ack1.Duplicate, ack2.Duplicate)
+	}
+	// A distinct job for the same record (another id) is not deduplicated,
+	// but the idempotent write still leaves one record.
+	job.ID = "another"
+	if _, _, err := messages.Publish(ctx, e.b.JS, job); err != nil {
+		t.Fatal(err)
+	}
+	e.startWorker("w1", zerolog.Nop(), nil)
+	waitFor(t, 20*time.Second, "both jobs acked", func() bool { return e.stats.Acked.Load() == 2 })
+	if got := e.ip.Count("location"); got != 1 {
+		t.Errorf("iPaaS.com holds %d locations, want 1", got)
+	}
+}
+
+// The README's "nats pub" example, byte for byte.
+const readmeNATSPubSubject = "bcsync.jobs.contoso.location.EAST"
+
+func readmeNATSPubBody(key string) string {
+	return `{"v":1,"id":"readme-0001","subscription":"contoso","type":"location","op":"upsert","key":"` + key + `","source":"nats-cli"}`
+}
+
+func TestE2ERawPublishAsInTheREADME(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 3}})
+	key := e.bc.LocationCodes()[1]
+	m := nats.NewMsg(strings.Replace(readmeNATSPubSubject, "EAST", key, 1))
+	m.Data = []byte(readmeNATSPubBody(key))
+	// nats pub sets no headers at all.
+	m.Header = nil
+	if err := e.b.NC.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	e.startWorker("w1", zerolog.Nop(), nil)
+	waitFor(t, 20*time.Second, "raw job acked", func() bool { return e.stats.Acked.Load() == 1 })
+	if _, ok := e.ip.Lookup("location", key); !ok {
+		t.Error("the raw job did not create the location")
+	}
+}
+
+func TestE2EWorkerStoppedMidRunLosesNoJob(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Customers: 150}})
+	e.bc.SetLatency(20 * time.Millisecond)
+	e.publish(messages.TypeCustomer, e.bc.CustomerNumbers()...)
+	stop1 := e.startWorker("w1", zerolog.Nop(), nil)
+	waitFor(t, 20*time.Second, "some jobs done", func() bool { return e.stats.Acked.Load() >= 20 })
+	stop1()
+	if e.stats.Acked.Load() == 150 {
+		t.Fatal("the first worker finished everything before it was stopped; the test proves nothing")
+	}
+	e.startWorker("w2", zerolog.Nop(), nil)
+	waitFor(t, 30*time.Second, "every job done", func() bool { return e.ip.Count("customer") == 150 })
+	waitFor(t, 10*time.Second, "stream empty", func() bool { return e.streamMsgs(messages.StreamJobs) == 0 })
+	if d := e.stats.DeadLettered.Load(); d != 0 {
+		t.Errorf("%d dead letters", d)
+	}
+}
+
+func TestE2EMalformedJobIsDeadLetteredWithReason(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 3}})
+	body := `{"v":1,"id":"bad-1","subscription":"contoso","type":"location","op":"upsert","key":"lower"}`
+	if err := e.b.NC.Publish("bcsync.jobs.contoso.location.lower", []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	e.startWorker("w1", zerolog.Nop(), nil)
+	waitFor(t, 20*time.Second, "dead letter", func() bool { return e.stats.DeadLettered.Load() == 1 })
+	dl := readDLQ(t, e.b.JS, 1)[0]
+	if string(dl.Body) != body || dl.Subject != "bcsync.jobs.contoso.location.lower" || !strings.Contains(dl.Reason, "upper-case") {
+		t.Errorf("dead letter %+v", dl)
+	}
+}
+
+// recordingTransport remembers the bearer tokens the clients send.
+type recordingTransport struct {
+	mu     sync.Mutex
+	tokens map[string]bool
+}
+
+func (rt *recordingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		rt.mu.Lock()
+		rt.tokens[tok] = true
+		rt.mu.Unlock()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestE2ENoSecretInLogsOrDeadLetters(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		o    e2eOptions
+	}{
+		{"good credentials", e2eOptions{}},
+		{"wrong client secret", e2eOptions{wrongSecret: "Wrong~Secret.Value_987654321"}},
+		{"wrong api key", e2eOptions{wrongKey: "wrong-ipaas-api-key-0123456789"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.o.bc = bctest.Options{Locations: 5, Customers: 5}
+			tc.o.maxDeliver = 2
+			e := newE2E(t, tc.o)
+			logs := &syncBuffer{}
+			rt := &recordingTransport{tokens: map[string]bool{}}
+			e.startWorker("w1", zerolog.New(logs).Level(zerolog.DebugLevel), &http.Client{Transport: rt, Timeout: 10 * time.Second})
+			e.publish(messages.TypeLocation, e.bc.LocationCodes()...)
+			// A customer snapshot that cannot be mapped: dead-lettered at once.
+			if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{
+				Subscription: "contoso", Type: messages.TypeCustomer, Op: messages.OpUpsert, Key: "C999",
+				Data: []byte(`{"number":"C999","displayName":"","type":"Person"}`),
+			}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 30*time.Second, "every job settled", func() bool {
+				return e.stats.Acked.Load()+e.stats.DeadLettered.Load() == 6
+			})
+			var dead []string
+			for _, dl := range readDLQ(t, e.b.JS, int(e.stats.DeadLettered.Load())) {
+				dead = append(dead, dl.Reason, string(dl.Body), fmt.Sprint(dl.Headers))
+			}
+			all := logs.String() + strings.Join(dead, "\n")
+			if !strings.Contains(logs.String(), `"level":"debug"`) && tc.o.wrongSecret == "" && tc.o.wrongKey == "" {
+				t.Error("no debug line was logged; the test would prove nothing")
+			}
+			secrets := []string{e.bc.ClientSecret(), e.ip.APIKey(), tc.o.wrongSecret, tc.o.wrongKey}
+			rt.mu.Lock()
+			for tok := range rt.tokens {
+				secrets = append(secrets, tok)
+			}
+			rt.mu.Unlock()
+			if tc.o.wrongSecret == "" && len(rt.tokens) < 2 { // a BC token and the iPaaS.com key
+				t.Errorf("recorded %d bearer tokens; the test would prove nothing", len(rt.tokens))
+			}
+			for _, s := range secrets {
+				if s != "" && strings.Contains(all, s) {
+					t.Errorf("secret %.6s… appears in logs or dead letters", s)
+				}
+			}
+			if tc.o.wrongSecret != "" && !strings.Contains(all, "7000215") {
+				t.Errorf("the wrong-secret failure is not explained (no AADSTS7000215) in:\n%s", all)
+			}
+		})
+	}
+}

@@ -1,0 +1,354 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bcsync/bcsync/messages"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Handler syncs one decoded, validated job. Its error decides the job's fate
+// (see Classify and Decide); nil means the iPaaS.com write succeeded.
+type Handler interface {
+	Handle(ctx context.Context, job *messages.Job) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, job *messages.Job) error
+
+// Handle implements Handler.
+func (f HandlerFunc) Handle(ctx context.Context, job *messages.Job) error { return f(ctx, job) }
+
+// LoopConfig configures the consume loop of one subscription.
+type LoopConfig struct {
+	// Subscription is the subscription this loop serves (required).
+	Subscription string
+	// Consumer is the subscription's durable pull consumer (required).
+	Consumer jetstream.Consumer
+	// JS publishes dead letters (required).
+	JS messages.Publisher
+	// Handler syncs a job (required).
+	Handler Handler
+	// Concurrency is the number of jobs processed at once; no more jobs
+	// than free slots are ever pulled. Default 8.
+	Concurrency int
+	// MaxDeliver must equal the consumer's MaxDeliver: the last delivery
+	// that fails is dead-lettered. Required.
+	MaxDeliver int
+	// Backoff computes redelivery delays.
+	Backoff Backoff
+	// Grace is how long in-flight jobs may run after Run's context ended;
+	// jobs still running then are cancelled and returned to the stream.
+	// Default 25s.
+	Grace time.Duration
+	// PollWait is how long one pull waits for a job when the queue is
+	// empty; Run notices its context at least this often. Default 2s.
+	PollWait time.Duration
+	// WorkerID names this worker in dead letters and logs.
+	WorkerID string
+	// Redactor cleans failure reasons before they are logged or kept.
+	Redactor *Redactor
+	// Log is the loop's logger.
+	Log zerolog.Logger
+	// Stats, when set, counts outcomes (shared by several loops).
+	Stats *Stats
+}
+
+// Stats counts job outcomes. Safe for concurrent use.
+type Stats struct {
+	Acked        atomic.Int64
+	Retried      atomic.Int64
+	DeadLettered atomic.Int64
+	Returned     atomic.Int64 // handed back on shutdown
+}
+
+// Loop pulls one subscription's jobs and processes them.
+type Loop struct {
+	cfg LoopConfig
+	sem chan struct{}
+}
+
+// NewLoop checks the configuration and applies defaults.
+func NewLoop(cfg LoopConfig) (*Loop, error) {
+	var errs []error
+	if cfg.Subscription == "" {
+		errs = append(errs, errors.New("Subscription is required"))
+	}
+	if cfg.Consumer == nil {
+		errs = append(errs, errors.New("Consumer is required"))
+	}
+	if cfg.JS == nil {
+		errs = append(errs, errors.New("JS is required"))
+	}
+	if cfg.Handler == nil {
+		errs = append(errs, errors.New("Handler is required"))
+	}
+	if cfg.MaxDeliver < 2 {
+		errs = append(errs, errors.New("MaxDeliver must be the consumer's MaxDeliver (at least 2)"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("worker: loop config: %w", errors.Join(errs...))
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 25 * time.Second
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = 2 * time.Second
+	}
+	if cfg.Stats == nil {
+		cfg.Stats = &Stats{}
+	}
+	if cfg.Redactor == nil {
+		cfg.Redactor = NewRedactor()
+	}
+	cfg.Log = cfg.Log.With().Str("subscription", cfg.Subscription).Logger()
+	return &Loop{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency)}, nil
+}
+
+// Run pulls and processes jobs until ctx ends. Then it stops pulling, lets
+// in-flight jobs finish for up to Grace, cancels and returns (Naks) the
+// rest, and returns nil. It returns an error only if it could not run.
+func (l *Loop) Run(ctx context.Context) error {
+	// Jobs run under hard, which outlives ctx by the grace period.
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	var wg sync.WaitGroup
+
+	l.pull(ctx, hard, &wg)
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(l.cfg.Grace):
+		l.cfg.Log.Warn().Dur("grace", l.cfg.Grace).Msg("grace period over: cancelling in-flight jobs; they return to the queue")
+		cancelHard()
+		<-done
+	}
+	return nil
+}
+
+// pull fetches no more jobs than there are free slots and starts each one.
+func (l *Loop) pull(ctx, hard context.Context, wg *sync.WaitGroup) {
+	failures := 0
+	for {
+		// Wait for one free slot, then take every other free one.
+		select {
+		case l.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+	more:
+		for n < cap(l.sem) {
+			select {
+			case l.sem <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		// Take what is there at once; when nothing is, wait for one job
+		// with a single slot so the others stay free.
+		batch, err := l.cfg.Consumer.FetchNoWait(n)
+		got := 0
+		if err == nil {
+			got = l.dispatch(ctx, hard, wg, batch)
+			err = quiet(batch.Error())
+		}
+		if err == nil && got == 0 {
+			l.release(n - 1)
+			n = 1
+			batch, err = l.cfg.Consumer.Fetch(1, jetstream.FetchMaxWait(l.cfg.PollWait))
+			if err == nil {
+				got = l.dispatch(ctx, hard, wg, batch)
+				err = quiet(batch.Error())
+			}
+		}
+		l.release(n - got)
+		if err != nil {
+			failures++
+			delay := Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Delay(failures, 0)
+			l.cfg.Log.Warn().Err(err).Dur("retry_in", delay).Msg("pulling jobs failed")
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		failures = 0
+	}
+}
+
+// quiet drops the errors that only mean "no job right now".
+func quiet(err error) error {
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
+		return nil
+	}
+	return err
+}
+
+func (l *Loop) release(n int) {
+	for range n {
+		<-l.sem
+	}
+}
+
+// dispatch starts a goroutine per message, each owning one slot.
+func (l *Loop) dispatch(ctx, hard context.Context, wg *sync.WaitGroup, batch jetstream.MessageBatch) int {
+	got := 0
+	for msg := range batch.Messages() {
+		got++
+		if ctx.Err() != nil {
+			// Stopping: hand the job straight back to another worker.
+			_ = msg.Nak()
+			l.cfg.Stats.Returned.Add(1)
+			<-l.sem
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-l.sem }()
+			l.process(hard, msg)
+		}()
+	}
+	return got
+}
+
+// process runs one job and settles it.
+func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
+	log := l.cfg.Log.With().Str("nats_subject", msg.Subject()).Logger()
+	md, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream message: nothing to settle.
+		log.Error().Err(err).Msg("message without JetStream metadata")
+		return
+	}
+	attempt := int(md.NumDelivered)
+	log = log.With().Int("attempt", attempt).Uint64("stream_seq", md.Sequence.Stream).Logger()
+
+	job, err := messages.Decode(msg.Data())
+	if err == nil {
+		err = job.CheckSubject(msg.Subject())
+	}
+	if err != nil {
+		l.settle(ctx, msg, md, nil, Permanent(err), log)
+		return
+	}
+	log = log.With().Str("job_id", job.ID).Str("type", string(job.Type)).Str("op", string(job.Op)).Str("key", job.Key).Logger()
+	start := time.Now()
+	err = l.cfg.Handler.Handle(log.WithContext(ctx), job)
+	if err != nil && ctx.Err() != nil {
+		// Cancelled at the end of the grace period: not the job's fault.
+		_ = msg.Nak()
+		l.cfg.Stats.Returned.Add(1)
+		log.Info().Msg("job returned to the queue on shutdown")
+		return
+	}
+	if err == nil {
+		log.Debug().Dur("took", time.Since(start)).Msg("job done")
+	}
+	l.settle(ctx, msg, md, job, err, log)
+}
+
+// settle acknowledges, retries or dead-letters a job according to err.
+func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, job *messages.Job, err error, log zerolog.Logger) {
+	attempt := int(md.NumDelivered)
+	class := Classify(err)
+	switch Decide(class, attempt, l.cfg.MaxDeliver) {
+	case ActionAck:
+		// DoubleAck waits for the server's confirmation; if it is lost, the
+		// job comes back after AckWait and the idempotent write repeats.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if aerr := msg.DoubleAck(actx); aerr != nil {
+			log.Warn().Err(aerr).Msg("ack not confirmed; the job will be redelivered and rewritten idempotently")
+			return
+		}
+		l.cfg.Stats.Acked.Add(1)
+	case ActionRetry:
+		ra, _ := RetryAfter(err)
+		delay := l.cfg.Backoff.Delay(attempt, ra)
+		log.Warn().Str("error_class", string(class)).Str("error", l.cfg.Redactor.Redact(err.Error())).
+			Dur("retry_in", delay).Msg("job failed; will retry")
+		if nerr := msg.NakWithDelay(delay); nerr != nil {
+			log.Warn().Err(nerr).Msg("nak failed; the job will be redelivered after AckWait")
+		}
+		l.cfg.Stats.Retried.Add(1)
+	case ActionDeadLetter:
+		reason := l.cfg.Redactor.Redact(err.Error())
+		if class != ClassPermanent && class != ClassNotFound {
+			reason = fmt.Sprintf("gave up after %d attempts: %s", attempt, reason)
+		}
+		if derr := l.deadLetter(ctx, msg, md, job, class, reason); derr != nil {
+			// Not copied: keep the job. It comes back and is tried again.
+			log.Error().Err(derr).Msg("could not copy the job to the dead-letter stream; it stays queued")
+			_ = msg.NakWithDelay(l.cfg.Backoff.Delay(1, 0))
+			return
+		}
+		log.Error().Str("error_class", string(class)).Str("reason", reason).Msg("job dead-lettered")
+		if terr := msg.TermWithReason(string(class)); terr != nil {
+			// The copy exists (deduplicated by its id if made again).
+			log.Warn().Err(terr).Msg("term after dead-lettering failed; a duplicate dead letter is deduplicated")
+		}
+		l.cfg.Stats.DeadLettered.Add(1)
+	}
+}
+
+// deadLetter copies the job, byte for byte, to BCSYNC_DLQ with its reason,
+// and returns only once JetStream stored it.
+func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, job *messages.Job, class Class, reason string) error {
+	now := time.Now().UTC()
+	dl := messages.DeadLetter{
+		Subject:      msg.Subject(),
+		Headers:      map[string][]string(msg.Headers()),
+		Body:         msg.Data(),
+		Stream:       md.Stream,
+		StreamSeq:    md.Sequence.Stream,
+		ErrorClass:   string(class),
+		Reason:       reason,
+		Attempts:     int(md.NumDelivered),
+		FirstFailure: md.Timestamp.UTC(),
+		LastFailure:  now,
+		WorkerID:     l.cfg.WorkerID,
+	}
+	if job != nil {
+		dl.Subscription, dl.Type, dl.Key, dl.JobID = job.Subscription, job.Type, job.Key, job.ID
+	} else if p, err := messages.ParseSubject(msg.Subject()); err == nil {
+		dl.Subscription, dl.Type, dl.Key = p.Subscription, p.Type, p.Key
+	}
+	if dl.Subscription == "" {
+		dl.Subscription = l.cfg.Subscription
+	}
+	if md.NumDelivered <= 1 {
+		dl.FirstFailure = now
+	}
+	body, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("worker: encode dead letter: %w", err)
+	}
+	out := nats.NewMsg(messages.DLQSubject(dl.Subscription, dl.Type))
+	out.Data = body
+	out.Header.Set(messages.HeaderMsgID, messages.DLQMsgID(md.Sequence.Stream))
+	out.Header.Set(messages.HeaderDLQClass, string(class))
+	out.Header.Set(messages.HeaderDLQSubject, msg.Subject())
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := l.cfg.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(messages.StreamDLQ)); err != nil {
+		return fmt.Errorf("worker: publish dead letter: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,310 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
+	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type loopEnv struct {
+	b    *broker.Broker
+	cons jetstream.Consumer
+}
+
+func newLoopEnv(t *testing.T, maxDeliver int) *loopEnv {
+	t.Helper()
+	b := brokertest.New(t)
+	cons, err := broker.EnsureConsumer(context.Background(), b.JS, broker.ConsumerOptions{
+		Subscription: "contoso", MaxDeliver: maxDeliver, AckWait: 5 * time.Second, MaxAckPending: 1000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &loopEnv{b: b, cons: cons}
+}
+
+func (e *loopEnv) publish(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{
+			ID: fmt.Sprintf("job-%d", i), Subscription: "contoso", Type: messages.TypeLocation,
+			Op: messages.OpUpsert, Key: fmt.Sprintf("L%04d", i),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (e *loopEnv) streamMsgs(t *testing.T, name string) uint64 {
+	t.Helper()
+	s, err := e.b.JS.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func (e *loopEnv) run(t *testing.T, cfg worker.LoopConfig) (stop func()) {
+	t.Helper()
+	cfg.Subscription, cfg.Consumer, cfg.JS = "contoso", e.cons, e.b.JS
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = 5
+	}
+	cfg.Backoff = worker.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	cfg.PollWait = 200 * time.Millisecond
+	cfg.Log = zerolog.Nop()
+	l, err := worker.NewLoop(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = l.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func TestLoopAcksEveryJobOnceWithBoundedConcurrency(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	const n, conc = 300, 4
+	e.publish(t, n)
+	var cur, peak atomic.Int32
+	seen := sync.Map{}
+	var calls atomic.Int32
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Concurrency: conc, Stats: stats, Handler: worker.HandlerFunc(func(ctx context.Context, j *messages.Job) error {
+		c := cur.Add(1)
+		defer cur.Add(-1)
+		for p := peak.Load(); c > p && !peak.CompareAndSwap(p, c); p = peak.Load() {
+		}
+		calls.Add(1)
+		if _, dup := seen.LoadOrStore(j.Key, true); dup {
+			t.Errorf("job %s handled twice", j.Key)
+		}
+		time.Sleep(time.Millisecond)
+		return nil
+	})})
+	waitFor(t, 20*time.Second, "all jobs acked", func() bool { return stats.Acked.Load() == n })
+	if got := e.streamMsgs(t, messages.StreamJobs); got != 0 {
+		t.Errorf("jobs stream holds %d messages after all were acked", got)
+	}
+	if p := peak.Load(); p > conc {
+		t.Errorf("peak concurrency %d > %d", p, conc)
+	}
+	if calls.Load() != n {
+		t.Errorf("handler called %d times, want %d", calls.Load(), n)
+	}
+}
+
+func TestLoopPullsNoMoreThanItCanRun(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	e.publish(t, 20)
+	release := make(chan struct{})
+	var started atomic.Int32
+	e.run(t, worker.LoopConfig{Concurrency: 3, Handler: worker.HandlerFunc(func(ctx context.Context, j *messages.Job) error {
+		started.Add(1)
+		<-release
+		return nil
+	})})
+	waitFor(t, 5*time.Second, "3 jobs started", func() bool { return started.Load() == 3 })
+	time.Sleep(300 * time.Millisecond) // give an over-eager loop time to pull more
+	info, err := e.cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending > 3 {
+		t.Errorf("%d jobs delivered while 3 slots are busy: the loop prefetched", info.NumAckPending)
+	}
+	close(release)
+}
+
+func TestLoopRetriesTransientFailure(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	e.publish(t, 1)
+	var calls atomic.Int32
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Stats: stats, Handler: worker.HandlerFunc(func(ctx context.Context, j *messages.Job) error {
+		if calls.Add(1) <= 2 {
+			return errors.New("connection reset by peer")
+		}
+		return nil
+	})})
+	waitFor(t, 10*time.Second, "job acked after retries", func() bool { return stats.Acked.Load() == 1 })
+	if calls.Load() != 3 || stats.Retried.Load() != 2 || stats.DeadLettered.Load() != 0 {
+		t.Errorf("calls=%d retried=%d dead=%d, want 3/2/0", calls.Load(), stats.Retried.Load(), stats.DeadLettered.Load())
+	}
+}
+
+func readDLQ(t *testing.T, js jetstream.JetStream, want int) []*messages.DeadLetter {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, messages.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*messages.DeadLetter
+	for seq := uint64(1); len(out) < want; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("dead letter #%d: %v", seq, err)
+		}
+		dl, err := messages.DecodeDeadLetter(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, dl)
+	}
+	return out
+}
+
+func TestLoopDeadLettersMalformedJobsWithTheirBody(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	ctx := context.Background()
+	bodies := map[string]string{
+		"bcsync.jobs.contoso.location.A1": `not json`,
+		"bcsync.jobs.contoso.location.A2": `{"v":9}`,
+		"bcsync.jobs.contoso.location.A3": `{"v":1,"id":"x","subscription":"contoso","type":"location","op":"upsert","key":"OTHER"}`,
+		"bcsync.jobs.contoso.vendor.A4":   `{"v":1,"id":"y","subscription":"contoso","type":"vendor","op":"upsert","key":"A4"}`,
+	}
+	for subj, body := range bodies {
+		m := nats.NewMsg(subj)
+		m.Data = []byte(body)
+		m.Header.Set("X-Upstream", "test")
+		if _, err := e.b.JS.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var calls atomic.Int32
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{WorkerID: "w1", Stats: stats, Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+		calls.Add(1)
+		return nil
+	})})
+	waitFor(t, 10*time.Second, "4 dead letters", func() bool { return stats.DeadLettered.Load() == 4 })
+	if calls.Load() != 0 {
+		t.Errorf("handler ran %d times for malformed jobs", calls.Load())
+	}
+	if got := e.streamMsgs(t, messages.StreamJobs); got != 0 {
+		t.Errorf("jobs stream still holds %d messages", got)
+	}
+	reasons := map[string]bool{}
+	for _, dl := range readDLQ(t, e.b.JS, 4) {
+		if string(dl.Body) != bodies[dl.Subject] {
+			t.Errorf("dead letter of %s has body %q, want the original %q", dl.Subject, dl.Body, bodies[dl.Subject])
+		}
+		if dl.Headers["X-Upstream"][0] != "test" || dl.ErrorClass != "permanent" || dl.WorkerID != "w1" || dl.Attempts != 1 || dl.StreamSeq == 0 {
+			t.Errorf("dead letter %+v lacks headers, class, worker, attempts or seq", dl)
+		}
+		reasons[dl.Reason] = true
+	}
+	if len(reasons) != 4 {
+		t.Errorf("want 4 distinct reasons, got %v", reasons)
+	}
+	for r := range reasons {
+		if !strings.Contains(r, "JSON") && !strings.Contains(r, "version") && !strings.Contains(r, "subject") && !strings.Contains(r, "type") {
+			t.Errorf("reason %q does not say what is wrong", r)
+		}
+	}
+}
+
+func TestLoopDeadLettersOnLastAttempt(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	e.publish(t, 1)
+	stats := &worker.Stats{}
+	var calls atomic.Int32
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Redactor: worker.NewRedactor("s3cr3t-value"),
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+			calls.Add(1)
+			return errors.New("upstream said s3cr3t-value is wrong")
+		})})
+	waitFor(t, 10*time.Second, "dead letter", func() bool { return stats.DeadLettered.Load() == 1 })
+	dl := readDLQ(t, e.b.JS, 1)[0]
+	if calls.Load() != 3 || dl.Attempts != 3 || dl.ErrorClass != "transient" || !strings.Contains(dl.Reason, "gave up after 3 attempts") {
+		t.Errorf("calls=%d dead letter=%+v", calls.Load(), dl)
+	}
+	if strings.Contains(dl.Reason, "s3cr3t-value") {
+		t.Errorf("secret in dead letter reason: %q", dl.Reason)
+	}
+	if dl.Key != "L0000" || dl.JobID != "job-0" || dl.Subscription != "contoso" {
+		t.Errorf("dead letter does not name the job: %+v", dl)
+	}
+	var job messages.Job
+	if err := json.Unmarshal(dl.Body, &job); err != nil || job.ID != "job-0" {
+		t.Errorf("dead letter body is not the original job: %v %s", err, dl.Body)
+	}
+}
+
+func TestLoopStopReturnsInFlightJobsAndLosesNone(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 10)
+	const n = 40
+	e.publish(t, n)
+	var done sync.Map
+	var count atomic.Int32
+	handler := func(delay time.Duration) worker.Handler {
+		return worker.HandlerFunc(func(ctx context.Context, j *messages.Job) error {
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if _, dup := done.LoadOrStore(j.Key, true); !dup {
+				count.Add(1)
+			}
+			return nil
+		})
+	}
+	// The first worker is slow and stops after a few jobs, with a grace
+	// shorter than its jobs: they are cancelled and handed back.
+	s1 := &worker.Stats{}
+	stop1 := e.run(t, worker.LoopConfig{Concurrency: 4, Grace: 50 * time.Millisecond, Stats: s1, Handler: handler(time.Second)})
+	waitFor(t, 5*time.Second, "first worker busy", func() bool {
+		info, _ := e.cons.Info(context.Background())
+		return info != nil && info.NumAckPending == 4
+	})
+	stop1()
+	if s1.Returned.Load() == 0 {
+		t.Errorf("stopped worker returned no job")
+	}
+	s2 := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Concurrency: 8, Stats: s2, Handler: handler(time.Millisecond)})
+	waitFor(t, 20*time.Second, "every job done", func() bool { return count.Load() == n })
+	waitFor(t, 5*time.Second, "stream empty", func() bool { return e.streamMsgs(t, messages.StreamJobs) == 0 })
+}

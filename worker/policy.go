@@ -1,0 +1,150 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/bcsync/bcsync/bcclient"
+	"github.com/bcsync/bcsync/ipaasclient"
+	"github.com/bcsync/bcsync/mapping"
+	"github.com/bcsync/bcsync/messages"
+)
+
+// Class is what kind of failure an error is.
+type Class string
+
+// The failure classes.
+const (
+	// ClassTransient: a network error, timeout or 5xx; retrying may succeed.
+	ClassTransient Class = "transient"
+	// ClassThrottled: the service asked us to slow down (429).
+	ClassThrottled Class = "throttled"
+	// ClassAuth: credentials or permissions were refused (Entra, BC 401/403,
+	// iPaaS.com AUTH/AUTZ). Retrying does not help until an operator acts.
+	ClassAuth Class = "auth"
+	// ClassNotFound: the BC record does not exist (any more).
+	ClassNotFound Class = "not_found"
+	// ClassPermanent: the job or the record can never be synced as it is
+	// (malformed job, BC 400, iPaaS.com validation error).
+	ClassPermanent Class = "permanent"
+)
+
+// PermanentError marks an error that retrying cannot fix.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so that Classify reports ClassPermanent.
+func Permanent(err error) error { return &PermanentError{Err: err} }
+
+// Classify maps an error from the sync path to a failure class.
+func Classify(err error) Class {
+	var (
+		perm  *PermanentError
+		fe    *messages.FieldError
+		me    *mapping.Error
+		bcErr *bcclient.APIError
+		tkErr *bcclient.TokenError
+		ipErr *ipaasclient.APIError
+		netEr net.Error
+	)
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &perm), errors.As(err, &fe), errors.As(err, &me),
+		errors.Is(err, messages.ErrMalformed), errors.Is(err, messages.ErrTooLarge),
+		errors.Is(err, messages.ErrSubjectMismatch), errors.Is(err, messages.ErrBadSubject):
+		return ClassPermanent
+	case errors.As(err, &tkErr):
+		if tkErr.Status == 429 {
+			return ClassThrottled
+		}
+		if tkErr.Status >= 500 || tkErr.Status == 0 {
+			return ClassTransient
+		}
+		return ClassAuth
+	case errors.As(err, &bcErr):
+		return classifyStatus(bcErr.Status, errors.Is(err, bcclient.ErrNotFound))
+	case errors.As(err, &ipErr):
+		switch ipErr.Family() {
+		case "AUTH", "AUTZ":
+			return ClassAuth
+		case "VALD":
+			return ClassPermanent
+		case "INTL":
+			return ClassTransient
+		}
+		return classifyStatus(ipErr.Status, false)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.As(err, &netEr):
+		return ClassTransient
+	}
+	// Unknown errors are retried: dead-lettering something that a retry
+	// would have fixed is worse than a few more attempts.
+	return ClassTransient
+}
+
+func classifyStatus(status int, notFound bool) Class {
+	switch {
+	case status == 429:
+		return ClassThrottled
+	case status == 408 || status >= 500:
+		return ClassTransient
+	case status == 401 || status == 403:
+		return ClassAuth
+	case notFound || status == 404:
+		return ClassNotFound
+	case status >= 400:
+		return ClassPermanent
+	}
+	return ClassTransient
+}
+
+// Action is what happens to a job after its handler returned.
+type Action int
+
+// The actions.
+const (
+	// ActionAck acknowledges the job: it is done.
+	ActionAck Action = iota
+	// ActionRetry returns the job to be redelivered after a delay.
+	ActionRetry
+	// ActionDeadLetter copies the job to BCSYNC_DLQ, then terminates it.
+	ActionDeadLetter
+)
+
+func (a Action) String() string {
+	return [...]string{"ack", "retry", "dead_letter"}[a]
+}
+
+// Decide maps a failure class to an action. attempt is the delivery count of
+// the job (1 for the first delivery) and maxDeliver the consumer's limit:
+// the last allowed delivery that fails is dead-lettered whatever the class,
+// so that JetStream never stops redelivering a job that is not in the DLQ.
+func Decide(class Class, attempt, maxDeliver int) Action {
+	switch class {
+	case "":
+		return ActionAck
+	case ClassPermanent, ClassNotFound:
+		return ActionDeadLetter
+	}
+	if maxDeliver > 0 && attempt >= maxDeliver {
+		return ActionDeadLetter
+	}
+	return ActionRetry
+}
+
+// RetryAfter reports the delay a service asked for with Retry-After.
+func RetryAfter(err error) (time.Duration, bool) {
+	var bcErr *bcclient.APIError
+	if errors.As(err, &bcErr) && bcErr.RetryAfter > 0 {
+		return bcErr.RetryAfter, true
+	}
+	var ipErr *ipaasclient.APIError
+	if errors.As(err, &ipErr) && ipErr.RetryAfter > 0 {
+		return ipErr.RetryAfter, true
+	}
+	return 0, false
+}

@@ -1,0 +1,174 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/bcsync/bcsync/bcclient"
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/config"
+	"github.com/bcsync/bcsync/ipaasclient"
+	"github.com/bcsync/bcsync/throttle"
+	"github.com/rs/zerolog"
+)
+
+// Options configures a worker process.
+type Options struct {
+	// JS and the streams: a connected broker (required).
+	Broker *broker.Broker
+	// Subscriptions limits the worker to these subscriptions. Default: all.
+	Subscriptions []string
+	// ID names the worker in logs and dead letters. Default hostname-pid.
+	ID string
+	// Grace is how long in-flight jobs may finish after the context ends.
+	// Default 25s (keep Kubernetes' terminationGracePeriodSeconds longer).
+	Grace time.Duration
+	// PollWait is how long one pull waits for a job on an empty queue, and
+	// so how long a stop may wait for the pull in progress. Default 2s.
+	PollWait time.Duration
+	// HTTPClient is the base HTTP client of the BC and iPaaS.com clients.
+	// Default: each client's own.
+	HTTPClient *http.Client
+	// Log is the worker's logger.
+	Log zerolog.Logger
+	// Stats, when set, counts job outcomes across subscriptions.
+	Stats *Stats
+}
+
+// Run starts one consume loop per subscription of cfg and blocks until ctx
+// ends and every loop drained (see Loop.Run). Streams and consumers are
+// created or updated first.
+func Run(ctx context.Context, cfg *config.Config, opts Options) error {
+	if opts.Broker == nil {
+		return errors.New("worker: a broker is required")
+	}
+	if opts.ID == "" {
+		host, _ := os.Hostname()
+		opts.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if opts.Stats == nil {
+		opts.Stats = &Stats{}
+	}
+	log := opts.Log.With().Str("component", "worker").Str("worker_id", opts.ID).Logger()
+	if err := broker.EnsureStreams(ctx, opts.Broker.JS, broker.StreamOptions{DuplicateWindow: cfg.NATS.DuplicateWindow}); err != nil {
+		return err
+	}
+	subs, err := selectSubscriptions(cfg, opts.Subscriptions)
+	if err != nil {
+		return err
+	}
+	loops := make([]*Loop, 0, len(subs))
+	for _, sub := range subs {
+		l, err := newSubscriptionLoop(ctx, sub, opts, log)
+		if err != nil {
+			return fmt.Errorf("worker: subscription %s: %w", sub.Name, err)
+		}
+		loops = append(loops, l)
+	}
+	log.Info().Int("subscriptions", len(loops)).Msg("worker started")
+	var wg sync.WaitGroup
+	for _, l := range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = l.Run(ctx)
+		}()
+	}
+	wg.Wait()
+	log.Info().Int64("acked", opts.Stats.Acked.Load()).Int64("dead_lettered", opts.Stats.DeadLettered.Load()).
+		Int64("returned", opts.Stats.Returned.Load()).Msg("worker stopped")
+	return nil
+}
+
+func selectSubscriptions(cfg *config.Config, names []string) ([]*config.Subscription, error) {
+	if len(names) == 0 {
+		out := make([]*config.Subscription, len(cfg.Subscriptions))
+		for i := range cfg.Subscriptions {
+			out[i] = &cfg.Subscriptions[i]
+		}
+		return out, nil
+	}
+	var out []*config.Subscription
+	for _, n := range names {
+		s, ok := cfg.Subscription(n)
+		if !ok {
+			return nil, fmt.Errorf("worker: no subscription %q in the configuration (have %v)", n, cfg.Names())
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Clients builds the BC and iPaaS.com clients of one subscription. The token
+// source lives as long as ctx.
+func Clients(ctx context.Context, sub *config.Subscription, base *http.Client) (*bcclient.Client, *ipaasclient.Client, error) {
+	ts := bcclient.NewTokenSource(ctx, bcclient.Credentials{
+		AuthorityURL: sub.AuthorityURL,
+		TenantID:     sub.TenantID,
+		ClientID:     sub.ClientID,
+		ClientSecret: sub.ClientSecret.Reveal(),
+		Scope:        sub.Scope,
+	})
+	bc, err := bcclient.New(bcclient.Config{
+		APIURL:            sub.APIURL,
+		TenantID:          sub.TenantID,
+		Environment:       sub.Environment,
+		CompanyName:       sub.CompanyName,
+		TokenSource:       ts,
+		Limiter:           throttle.NewLocal(sub.Throttling.RequestsPerWindow, sub.Throttling.Window, sub.Throttling.MaxConcurrency),
+		HTTPClient:        base,
+		PageSize:          sub.PageSize,
+		PriceGroupService: sub.PriceGroupService,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ip, err := ipaasclient.New(ipaasclient.Config{
+		BaseURL:    sub.IPaaS.BaseURL,
+		APIKey:     sub.IPaaS.APIKey.Reveal(),
+		ClientID:   sub.IPaaS.ClientID,
+		SystemID:   sub.IPaaS.SystemID,
+		HTTPClient: base,
+		Limiter:    throttle.NewLocal(sub.IPaaS.Throttling.RequestsPerWindow, sub.IPaaS.Throttling.Window, sub.IPaaS.Throttling.MaxConcurrency),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return bc, ip, nil
+}
+
+func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Options, log zerolog.Logger) (*Loop, error) {
+	bc, ip, err := Clients(context.WithoutCancel(ctx), sub, opts.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := broker.EnsureConsumer(ctx, opts.Broker.JS, broker.ConsumerOptions{
+		Subscription:  sub.Name,
+		MaxDeliver:    sub.Worker.MaxDeliver,
+		AckWait:       sub.Worker.AckWait,
+		MaxAckPending: sub.Worker.MaxAckPending,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return NewLoop(LoopConfig{
+		Subscription: sub.Name,
+		Consumer:     cons,
+		JS:           opts.Broker.JS,
+		Handler:      &Syncer{BC: bc, IPaaS: ip},
+		Concurrency:  sub.Worker.Concurrency,
+		MaxDeliver:   sub.Worker.MaxDeliver,
+		Backoff:      Backoff{Initial: sub.Worker.BackoffInitial, Max: sub.Worker.BackoffMax},
+		Grace:        opts.Grace,
+		PollWait:     opts.PollWait,
+		WorkerID:     opts.ID,
+		Redactor:     NewRedactor(sub.ClientSecret.Reveal(), sub.IPaaS.APIKey.Reveal()),
+		Log:          log,
+		Stats:        opts.Stats,
+	})
+}
