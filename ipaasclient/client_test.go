@@ -186,8 +186,38 @@ func mustJSON(t *testing.T, v any) string {
 
 func TestUpsertConcurrentSameExternalIDMakesOneRecord(t *testing.T) {
 	t.Parallel()
-	fake, _, c := setup(t, ipaastest.Options{}, nil)
 	const n = 20
+	// Hold the answers of the first n look-ups until all were answered, so
+	// that every upsert sees "no link" and creates: the race of n workers.
+	var (
+		fake    *ipaastest.Server
+		arrived atomic.Int32
+		all     = make(chan struct{})
+	)
+	h := func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if !strings.HasSuffix(r.URL.Path, "/LookupSpecial") {
+			return false
+		}
+		rr := httptest.NewRecorder()
+		fake.Handler().ServeHTTP(rr, r)
+		switch k := arrived.Add(1); {
+		case k == n:
+			close(all)
+		case k < n:
+			select {
+			case <-all:
+			case <-time.After(5 * time.Second):
+				t.Error("the look-ups did not all arrive")
+			}
+		}
+		for k, v := range rr.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rr.Code)
+		_, _ = w.Write(rr.Body.Bytes())
+		return true
+	}
+	fake, _, c := setup(t, ipaastest.Options{}, h)
 	var (
 		wg      sync.WaitGroup
 		created atomic.Int32
@@ -221,8 +251,8 @@ func TestUpsertConcurrentSameExternalIDMakesOneRecord(t *testing.T) {
 	if distinct != 1 {
 		t.Errorf("%d distinct ids returned, want 1", distinct)
 	}
-	if st := fake.Stats(); st.Creates != 1 || st.Creates+st.Updates != n {
-		t.Errorf("stats %+v: want 1 create and %d updates", st, n-1)
+	if st := fake.Stats(); st.Creates != 1 || st.CreateConflicts != n-1 || st.Updates != n-1 {
+		t.Errorf("stats %+v: want 1 create, %d create conflicts, %d updates", st, n-1, n-1)
 	}
 }
 

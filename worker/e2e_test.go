@@ -3,8 +3,11 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +39,8 @@ type e2eOptions struct {
 	maxDeliver int
 	// wrongSecret and wrongKey configure bad credentials.
 	wrongSecret, wrongKey string
+	// subscription is the name served. Default "contoso".
+	subscription string
 }
 
 func newE2E(t *testing.T, o e2eOptions) *e2e {
@@ -47,9 +52,12 @@ func newE2E(t *testing.T, o e2eOptions) *e2e {
 	if o.maxDeliver == 0 {
 		o.maxDeliver = 5
 	}
+	if o.subscription == "" {
+		o.subscription = "contoso"
+	}
 	yaml := fmt.Sprintf(`
 subscriptions:
-  - name: contoso
+  - name: %s
     company_name: %q
     tenant_id: %s
     client_id: %s
@@ -68,7 +76,7 @@ subscriptions:
       ack_wait: 10s
       backoff_initial: 20ms
       backoff_max: 200ms
-`, bc.CompanyName(), bc.TenantID(), bc.ClientID(), bc.Environment(), bc.URL(), bc.URL(), ip.URL(), ip.SystemID(), o.maxDeliver)
+`, o.subscription, bc.CompanyName(), bc.TenantID(), bc.ClientID(), bc.Environment(), bc.URL(), bc.URL(), ip.URL(), ip.SystemID(), o.maxDeliver)
 	secret, key := bc.ClientSecret(), ip.APIKey()
 	if o.wrongSecret != "" {
 		secret = o.wrongSecret
@@ -77,8 +85,8 @@ subscriptions:
 		key = o.wrongKey
 	}
 	cfg, err := config.Parse([]byte(yaml), config.MapEnv(map[string]string{
-		"BCSYNC_CONTOSO_CLIENT_SECRET": secret,
-		"BCSYNC_CONTOSO_IPAAS_API_KEY": key,
+		config.EnvPrefix(o.subscription) + "CLIENT_SECRET": secret,
+		config.EnvPrefix(o.subscription) + "IPAAS_API_KEY": key,
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -220,28 +228,59 @@ func TestE2ESameJobPublishedTwiceCreatesOneRecord(t *testing.T) {
 	}
 }
 
-// The README's "nats pub" example, byte for byte.
-const readmeNATSPubSubject = "bcsync.jobs.contoso.location.EAST"
-
-func readmeNATSPubBody(key string) string {
-	return `{"v":1,"id":"readme-0001","subscription":"contoso","type":"location","op":"upsert","key":"` + key + `","source":"nats-cli"}`
+// readmeNATSPub extracts the "nats pub" example from the README: its
+// subject, its body exactly as the shell passes it, and its headers.
+func readmeNATSPub(t *testing.T) (subject string, body []byte, headers map[string]string) {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)nats pub (\S+) \\\n\s*'([^']*)'(?: \\\n\s*((?:-H \S+ ?)+))?`).FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README has no `nats pub <subject> \\ '<json>'` example")
+	}
+	headers = map[string]string{}
+	for _, h := range strings.Fields(strings.ReplaceAll(string(m[3]), "-H", "")) {
+		k, v, _ := strings.Cut(h, ":")
+		headers[k] = v
+	}
+	return string(m[1]), m[2], headers
 }
 
 func TestE2ERawPublishAsInTheREADME(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 3}})
-	key := e.bc.LocationCodes()[1]
-	m := nats.NewMsg(strings.Replace(readmeNATSPubSubject, "EAST", key, 1))
-	m.Data = []byte(readmeNATSPubBody(key))
-	// nats pub sets no headers at all.
-	m.Header = nil
-	if err := e.b.NC.PublishMsg(m); err != nil {
-		t.Fatal(err)
+	subject, body, headers := readmeNATSPub(t)
+	var job messages.Job
+	if err := json.Unmarshal(body, &job); err != nil {
+		t.Fatalf("README example body is not JSON: %v", err)
+	}
+	// Serve the README's subscription, and a BC company holding its key.
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 3}, subscription: job.Subscription})
+	if !e.bc.Rename(bctest.SetLocations, e.bc.LocationCodes()[0], job.Key) {
+		t.Fatal("could not give a BC location the README's key")
+	}
+	for _, withHeaders := range []bool{false, true} {
+		m := nats.NewMsg(subject)
+		m.Data = body
+		if withHeaders {
+			for k, v := range headers {
+				m.Header.Set(k, v)
+			}
+		} else {
+			m.Header = nil // plain "nats pub" sets no header
+		}
+		if err := e.b.NC.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.startWorker("w1", zerolog.Nop(), nil)
-	waitFor(t, 20*time.Second, "raw job acked", func() bool { return e.stats.Acked.Load() == 1 })
-	if _, ok := e.ip.Lookup("location", key); !ok {
-		t.Error("the raw job did not create the location")
+	waitFor(t, 20*time.Second, "raw jobs settled", func() bool { return e.stats.Acked.Load()+e.stats.DeadLettered.Load() == 2 })
+	if got, ok := e.ip.Lookup("location", job.Key); !ok || got["name"] != job.Key {
+		t.Errorf("the README's job did not create location %s: %v", job.Key, got)
+	}
+	if e.ip.Count("location") != 1 || e.stats.DeadLettered.Load() != 0 {
+		t.Errorf("locations=%d dead=%d, want 1/0", e.ip.Count("location"), e.stats.DeadLettered.Load())
 	}
 }
 
@@ -363,8 +402,45 @@ func TestE2ENoSecretInLogsOrDeadLetters(t *testing.T) {
 					t.Errorf("secret %.6s… appears in logs or dead letters", s)
 				}
 			}
-			if tc.o.wrongSecret != "" && !strings.Contains(all, "7000215") {
+			if tc.o.wrongSecret != "" && (!strings.Contains(all, "7000215") || !strings.Contains(all, "fix:")) {
 				t.Errorf("the wrong-secret failure is not explained (no AADSTS7000215) in:\n%s", all)
+			}
+		})
+	}
+}
+
+func TestE2EPermanentFailuresAreDeadLetteredAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		inject func(e *e2e)
+		class  string
+		reason string
+	}{
+		{"BC 400", func(e *e2e) { e.bc.FailNext(1, http.StatusBadRequest, 0) }, "permanent", "400"},
+		{"iPaaS.com validation", func(e *e2e) { e.ip.FailNext(1, http.StatusBadRequest, "VALD-1049", 0) }, "permanent", "VALD-1049"},
+		{"BC record gone", func(e *e2e) {}, "not_found", "L9999"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 2}})
+			key := e.bc.LocationCodes()[0]
+			if tc.class == "not_found" {
+				key = "L9999"
+			}
+			tc.inject(e)
+			e.publish(messages.TypeLocation, key)
+			e.startWorker("w1", zerolog.Nop(), nil)
+			waitFor(t, 20*time.Second, "dead letter", func() bool { return e.stats.DeadLettered.Load() == 1 })
+			dl := readDLQ(t, e.b.JS, 1)[0]
+			if dl.Attempts != 1 || dl.ErrorClass != tc.class || !strings.Contains(dl.Reason, tc.reason) || dl.Key != key {
+				t.Errorf("dead letter %+v, want class %s after 1 attempt with %q in the reason", dl, tc.class, tc.reason)
+			}
+			if e.stats.Retried.Load() != 0 || e.ip.Count("location") != 0 {
+				t.Errorf("retried=%d records=%d, want 0/0", e.stats.Retried.Load(), e.ip.Count("location"))
+			}
+			if got := e.streamMsgs(messages.StreamJobs); got != 0 {
+				t.Errorf("%d jobs left in the stream after dead-lettering", got)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -282,14 +283,14 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 	case ActionRetry:
 		ra, _ := RetryAfter(err)
 		delay := l.cfg.Backoff.Delay(attempt, ra)
-		log.Warn().Str("error_class", string(class)).Str("error", l.cfg.Redactor.Redact(err.Error())).
+		log.Warn().Str("error_class", string(class)).Str("error", l.cfg.Redactor.Redact(explain(err))).
 			Dur("retry_in", delay).Msg("job failed; will retry")
 		if nerr := msg.NakWithDelay(delay); nerr != nil {
 			log.Warn().Err(nerr).Msg("nak failed; the job will be redelivered after AckWait")
 		}
 		l.cfg.Stats.Retried.Add(1)
 	case ActionDeadLetter:
-		reason := l.cfg.Redactor.Redact(err.Error())
+		reason := l.cfg.Redactor.Redact(explain(err))
 		if class != ClassPermanent && class != ClassNotFound {
 			reason = fmt.Sprintf("gave up after %d attempts: %s", attempt, reason)
 		}
@@ -306,6 +307,17 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 		}
 		l.cfg.Stats.DeadLettered.Add(1)
 	}
+}
+
+// explain is the error text plus, when known, what the operator must do.
+func explain(err error) string {
+	var te *bcclient.TokenError
+	if errors.As(err, &te) {
+		if fix := te.Fix(); fix != "" {
+			return err.Error() + " — fix: " + fix
+		}
+	}
+	return err.Error()
 }
 
 // deadLetter copies the job, byte for byte, to BCSYNC_DLQ with its reason,

@@ -21,8 +21,9 @@ const (
 	ClassTransient Class = "transient"
 	// ClassThrottled: the service asked us to slow down (429).
 	ClassThrottled Class = "throttled"
-	// ClassAuth: credentials or permissions were refused (Entra, BC 401/403,
-	// iPaaS.com AUTH/AUTZ). Retrying does not help until an operator acts.
+	// ClassAuth: credentials, permissions or the configuration were refused
+	// (Entra, BC 401/403, BC company or environment not found, iPaaS.com
+	// AUTH/AUTZ). Retrying does not help until an operator acts.
 	ClassAuth Class = "auth"
 	// ClassNotFound: the BC record does not exist (any more).
 	ClassNotFound Class = "not_found"
@@ -58,6 +59,10 @@ func Classify(err error) Class {
 		errors.Is(err, messages.ErrMalformed), errors.Is(err, messages.ErrTooLarge),
 		errors.Is(err, messages.ErrSubjectMismatch), errors.Is(err, messages.ErrBadSubject):
 		return ClassPermanent
+	case errors.Is(err, bcclient.ErrNotFound):
+		return ClassNotFound
+	case errors.Is(err, bcclient.ErrInvalidKey):
+		return ClassPermanent
 	case errors.As(err, &tkErr):
 		if tkErr.Status == 429 {
 			return ClassThrottled
@@ -67,7 +72,12 @@ func Classify(err error) Class {
 		}
 		return ClassAuth
 	case errors.As(err, &bcErr):
-		return classifyStatus(bcErr.Status, errors.Is(err, bcclient.ErrNotFound))
+		if bcErr.Status == 404 {
+			// Not the record but the company, environment or web service
+			// the configuration names: no job of it can succeed.
+			return ClassAuth
+		}
+		return classifyStatus(bcErr.Status, false)
 	case errors.As(err, &ipErr):
 		switch ipErr.Family() {
 		case "AUTH", "AUTZ":

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bcsync/bcsync/bcclient"
+	"github.com/bcsync/bcsync/ipaasclient"
+	"github.com/bcsync/bcsync/mapping"
 	"github.com/bcsync/bcsync/messages"
 )
 
@@ -92,6 +95,47 @@ func TestRedactor(t *testing.T) {
 	for _, leak := range []string{"abc.def-ghi", "topsecret", "eyJhbGciOiJI"} {
 		if strings.Contains(out, leak) {
 			t.Errorf("Redact left %q in %q", leak, out)
+		}
+	}
+}
+
+func TestClassifyClientErrors(t *testing.T) {
+	t.Parallel()
+	wrap := func(err error) error { return fmt.Errorf("sync: %w", err) }
+	tests := []struct {
+		name string
+		err  error
+		want Class
+	}{
+		{"BC 400", &bcclient.APIError{Status: 400, Code: "BadRequest_InvalidToken"}, ClassPermanent},
+		{"BC 401", &bcclient.APIError{Status: 401, Code: "Authentication_InvalidCredentials"}, ClassAuth},
+		{"BC 403", &bcclient.APIError{Status: 403, Code: "Authorization_Unauthorized"}, ClassAuth},
+		{"BC record not found", &bcclient.APIError{Status: 404, Code: "Internal_RecordNotFound"}, ClassNotFound},
+		{"BC no row for a code", fmt.Errorf("no row: %w", bcclient.ErrNotFound), ClassNotFound},
+		{"BC company not found", &bcclient.APIError{Status: 404, Code: "Internal_CompanyNotFound"}, ClassAuth},
+		{"BC 408", &bcclient.APIError{Status: 408}, ClassTransient},
+		{"BC 409 changed", &bcclient.APIError{Status: 409, Code: "Request_EntityChanged"}, ClassPermanent},
+		{"BC 429", &bcclient.APIError{Status: 429, Code: "Application_TooManyRequests"}, ClassThrottled},
+		{"BC 500", &bcclient.APIError{Status: 500}, ClassTransient},
+		{"BC 503", &bcclient.APIError{Status: 503}, ClassTransient},
+		{"BC invalid key", fmt.Errorf("x: %w", bcclient.ErrInvalidKey), ClassPermanent},
+		{"Entra wrong secret", &bcclient.TokenError{Status: 401, ErrorCode: "invalid_client", Codes: []int{7000215}}, ClassAuth},
+		{"Entra unknown tenant", &bcclient.TokenError{Status: 400, Codes: []int{90002}}, ClassAuth},
+		{"Entra throttled", &bcclient.TokenError{Status: 429}, ClassThrottled},
+		{"Entra down", &bcclient.TokenError{Status: 503}, ClassTransient},
+		{"iPaaS AUTH", &ipaasclient.APIError{Status: 401, Code: "AUTH-1001"}, ClassAuth},
+		{"iPaaS AUTZ", &ipaasclient.APIError{Status: 403, Code: "AUTZ-1000"}, ClassAuth},
+		{"iPaaS VALD", &ipaasclient.APIError{Status: 400, Code: "VALD-1049"}, ClassPermanent},
+		{"iPaaS 422", &ipaasclient.APIError{Status: 422}, ClassPermanent},
+		{"iPaaS INTL", &ipaasclient.APIError{Status: 500, Code: "INTL-1000"}, ClassTransient},
+		{"iPaaS 429", &ipaasclient.APIError{Status: 429}, ClassThrottled},
+		{"iPaaS 502 html", &ipaasclient.APIError{Status: 502}, ClassTransient},
+		{"iPaaS NFND", &ipaasclient.APIError{Status: 404, Code: "NFND-1000"}, ClassNotFound},
+		{"mapping", &mapping.Error{Field: "code", Problem: "missing"}, ClassPermanent},
+	}
+	for _, tt := range tests {
+		if got := Classify(wrap(tt.err)); got != tt.want {
+			t.Errorf("%s: Classify = %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }

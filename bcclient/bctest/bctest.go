@@ -269,6 +269,21 @@ func (s *Server) Update(set, key string, fn func(fields map[string]any)) bool {
 	return true
 }
 
+// Rename changes the code (or number) of a record, as BC's Rename does, and
+// reports whether key was found. The new key must not be taken.
+func (s *Server) Rename(set, key, newKey string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.companies[0]
+	r := c.find(set, key)
+	if r == nil || newKey == "" || c.find(set, newKey) != nil {
+		return false
+	}
+	r.key = newKey
+	r.touch(time.Now())
+	return true
+}
+
 // UpdateLocation is Update(SetLocations, code, fn).
 func (s *Server) UpdateLocation(code string, fn func(fields map[string]any)) bool {
 	return s.Update(SetLocations, code, fn)

@@ -532,6 +532,15 @@ func TestUpdate(t *testing.T) {
 	if s.UpdateLocation("NOPE", func(map[string]any) {}) {
 		t.Error("UpdateLocation changed a missing row")
 	}
+	if s.Rename(bctest.SetLocations, "L0003", "L0004") || s.Rename(bctest.SetLocations, "NOPE", "X") {
+		t.Error("Rename onto a taken key or of a missing row succeeded")
+	}
+	if !s.Rename(bctest.SetLocations, "L0003", "EAST") {
+		t.Fatal("Rename failed")
+	}
+	if r, ok := s.Record(bctest.SetLocations, "EAST"); !ok || r["code"] != "EAST" {
+		t.Errorf("renamed record: %v, %v", r, ok)
+	}
 	_, body := get(t, s, token(t, s), companyPath(s)+"/locations("+before["id"].(string)+")")
 	if body["displayName"] != "Renamed" || body["code"] != "L0002" {
 		t.Errorf("after update: %v", body)

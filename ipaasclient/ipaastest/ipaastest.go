@@ -213,11 +213,13 @@ func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 type Stats struct {
 	// Requests counts every request by HTTP method, rejected ones included.
 	Requests map[string]int64
-	// Lookups counts LookupSpecial calls that passed authentication.
+	// Lookups counts LookupSpecial calls answered after authentication and
+	// the body's content type and syntax passed (whatever the answer).
 	Lookups int64
 	// LinkUpdates counts UpdateExternalId calls that set a link.
 	LinkUpdates int64
-	// Gets counts GET calls on records and lists that passed authentication.
+	// Gets counts authenticated GET calls on a record or the list, found
+	// or not.
 	Gets int64
 	// Creates, Updates and Deletes count records created, replaced and
 	// deactivated through the API.

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/bcclient"
+	"github.com/bcsync/bcsync/bcclient/bctest"
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
+	"github.com/bcsync/bcsync/config"
+	"github.com/bcsync/bcsync/ipaasclient"
+	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
+	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// binary builds the real bcsync binary once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "bcsync-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "bcsync")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// lockedBuffer is an io.Writer safe for a process's output and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The real binary: SIGTERM stops pulling, in-flight jobs finish within the
+// grace period, the process exits 0, and no job is lost or left stranded.
+func TestWorkerBinarySIGTERMDrainsAndExitsZero(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	const n = 80
+	bc := bctest.NewServer(bctest.Options{Customers: n})
+	defer bc.Close()
+	bc.SetLatency(30 * time.Millisecond)
+	ip := ipaastest.NewServer(ipaastest.Options{})
+	defer ip.Close()
+	b := brokertest.New(t)
+
+	sc := newSimConfig("demo", bc, bc.URL(), ip, ip.URL())
+	sc.NATSURL = b.NC.ConnectedUrl()
+	cfgPath := filepath.Join(t.TempDir(), "bcsync.yaml")
+	if err := os.WriteFile(cfgPath, []byte(renderSimConfig(sc)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range bc.CustomerNumbers() {
+		if _, _, err := messages.Publish(context.Background(), b.JS, messages.Job{Subscription: "demo", Type: messages.TypeCustomer, Op: messages.OpUpsert, Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cmd := exec.Command(bin, "worker", "--config", cfgPath, "--grace", "20s", "--log-format", "json", "--log-level", "debug")
+	cmd.Env = append(os.Environ(), sc.SecretEnv+"="+bc.ClientSecret(), sc.KeyEnv+"="+ip.APIKey())
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitUntil(t, 30*time.Second, "the worker to sync some customers", func() bool { return ip.Count("customer") >= 10 })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("worker exited with %v after SIGTERM\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("worker did not exit within 30s of SIGTERM\n%s", stderr.String())
+	}
+	logs := stderr.String()
+	if !strings.Contains(logs, `"message":"worker stopped"`) {
+		t.Errorf("no 'worker stopped' line:\n%s", logs)
+	}
+	if strings.Contains(logs, bc.ClientSecret()) || strings.Contains(logs, ip.APIKey()) {
+		t.Error("a secret appears in the worker's logs")
+	}
+
+	// Nothing is stranded: no job waits for an ack that will never come,
+	// and every job is either done or still queued.
+	ctx := context.Background()
+	cons, err := b.JS.Consumer(ctx, messages.StreamJobs, broker.ConsumerName("demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 {
+		t.Errorf("%d jobs left in flight by the stopped worker", info.NumAckPending)
+	}
+	s, _ := b.JS.Stream(ctx, messages.StreamJobs)
+	sinfo, _ := s.Info(ctx)
+	done := ip.Count("customer")
+	if done == n {
+		t.Fatal("the worker finished everything before SIGTERM; the test proves nothing")
+	}
+	if int(sinfo.State.Msgs)+done != n {
+		t.Errorf("%d done + %d queued != %d jobs", done, sinfo.State.Msgs, n)
+	}
+}
+
+// The simulators serve what the configuration they print says, and a
+// worker configured from it can read BC and write iPaaS.com.
+func TestSimPrintsAWorkingConfiguration(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut lockedBuffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run(ctx, []string{"sim", "--bc-listen", "127.0.0.1:0", "--ipaas-listen", "127.0.0.1:0", "--locations", "7"}, strings.NewReader(""), &out, &errOut)
+	}()
+	waitUntil(t, 10*time.Second, "the printed configuration", func() bool { return strings.Count(out.String(), "# export") == 2 })
+	env := map[string]string{}
+	for _, m := range regexp.MustCompile(`# export (\w+)='([^']*)'`).FindAllStringSubmatch(out.String(), -1) {
+		env[m[1]] = m[2]
+	}
+	cfg, err := config.Parse([]byte(out.String()), config.MapEnv(env))
+	if err != nil {
+		t.Fatalf("the printed configuration does not load: %v\n%s", err, out.String())
+	}
+	bc, ip, err := worker.Clients(ctx, &cfg.Subscriptions[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	if err := bc.ListLocations(ctx, func(p []bcclient.Location) error {
+		for _, l := range p {
+			codes = append(codes, l.Code)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(codes) != 7 {
+		t.Errorf("listed %d locations, want 7", len(codes))
+	}
+	if _, err := ip.Upsert(ctx, ipaasclient.Location{Name: codes[0]}, codes[0]); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Errorf("sim exited %d: %s", code, errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sim did not stop when its context ended")
+	}
+}
