@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/bcsync/bcsync/internal/redact"
 )
 
 // Defaults for Credentials.
@@ -265,6 +267,6 @@ func newTokenError(re *oauth2.RetrieveError, secret string) *TokenError {
 		e.ErrorCode = strings.ReplaceAll(e.ErrorCode, secret, "[redacted]")
 		e.Description = strings.ReplaceAll(e.Description, secret, "[redacted]")
 	}
-	e.Description = redactTokens(e.Description)
+	e.Description = redact.Tokens(e.Description)
 	return e
 }

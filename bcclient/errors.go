@@ -5,14 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/bcsync/bcsync/internal/redact"
+	"github.com/bcsync/bcsync/internal/retryafter"
 )
 
 // Sentinel errors, tested with errors.Is.
@@ -86,70 +87,20 @@ func (e *APIError) Temporary() bool {
 	return false
 }
 
-// maxSeconds is the longest delay a time.Duration holds, in seconds.
-const maxSeconds = math.MaxInt64 / int64(time.Second)
-
-// ParseRetryAfter parses a Retry-After header value: delta-seconds ("120")
-// or an HTTP-date, which is turned into a delay from now (zero if it is
-// past). ok is false for an empty or malformed value.
-func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if strings.Trim(v, "0123456789") == "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n > maxSeconds { // only overflow is possible here
-			n = maxSeconds
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(t.Sub(now), 0), true
-}
-
 const (
 	maxMessageLen = 1024 // bytes kept of a message or a raw body
 	maxCodeLen    = 128
 	maxCorrIDLen  = 128
 )
 
-var (
-	correlationRE = regexp.MustCompile(`(?i)correlation\s*id\s*:?\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})`)
-	bearerRE      = regexp.MustCompile(`(?i)\bbearer\s+([A-Za-z0-9\-._~+/]+=*)`)
-	authParamRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,31}=$`)
-	jwtRE         = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`)
-)
-
-// redactTokens replaces what looks like an access token (a JWT, or the word
-// after "Bearer") with "[redacted]". Challenge parameters such as
-// `Bearer error="invalid_token"` are kept.
-func redactTokens(s string) string {
-	s = jwtRE.ReplaceAllString(s, "[redacted]")
-	var b strings.Builder
-	last := 0
-	for _, m := range bearerRE.FindAllStringSubmatchIndex(s, -1) {
-		start, end := m[2], m[3]
-		if authParamRE.MatchString(s[start:end]) {
-			continue
-		}
-		b.WriteString(s[last:start])
-		b.WriteString("[redacted]")
-		last = end
-	}
-	b.WriteString(s[last:])
-	return b.String()
-}
+var correlationRE = regexp.MustCompile(`(?i)correlation\s*id\s*:?\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})`)
 
 // decodeAPIError builds an *APIError from a non-2xx response. It accepts any
 // body: BC's {"error":{"code","message"}}, {"error":"code"}, HTML, text or
 // nothing.
 func decodeAPIError(status int, h http.Header, body []byte, now time.Time) *APIError {
 	e := &APIError{Status: status}
-	if d, ok := ParseRetryAfter(h.Get("Retry-After"), now); ok {
+	if d, ok := retryafter.Parse(h.Get("Retry-After"), now); ok {
 		e.RetryAfter = d
 	}
 	if code, msg, ok := decodeErrorBody(body); ok {
@@ -235,7 +186,7 @@ func clean(s string, n int) string {
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r)
 	}), " ")
-	s = redactTokens(s)
+	s = redact.Tokens(s)
 	if len(s) > n {
 		cut := n
 		for cut > 0 && !utf8.RuneStart(s[cut]) {

@@ -5,16 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/bcsync/bcsync/internal/redact"
+	"github.com/bcsync/bcsync/internal/retryafter"
 )
 
 // Sentinel errors, tested with errors.Is. The first five match an *APIError
@@ -143,37 +144,10 @@ const (
 	redacted      = "[redacted]"
 )
 
-// maxSeconds is the longest delay a time.Duration holds, in seconds.
-const maxSeconds = math.MaxInt64 / int64(time.Second)
-
-// parseRetryAfter parses a Retry-After value: delta-seconds ("120") or an
-// HTTP date, turned into a delay from now (zero if past). ok is false for
-// an empty or malformed value.
-func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if strings.Trim(v, "0123456789") == "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n > maxSeconds { // only overflow is possible here
-			n = maxSeconds
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(t.Sub(now), 0), true
-}
-
 // redactor removes a secret (the API key) from text that came from the
 // server: the key as sent and in its URL- and JSON-escaped forms, in any
 // letter case, and whatever follows "Bearer ".
 type redactor struct{ re *regexp.Regexp }
-
-var bearerRE = regexp.MustCompile(`(?i)(bearer\s+)[^\s"'<>,;]+`)
 
 func newRedactor(secret string) redactor {
 	if secret == "" {
@@ -195,7 +169,7 @@ func (r redactor) apply(s string) string {
 	if r.re != nil {
 		s = r.re.ReplaceAllLiteralString(s, redacted)
 	}
-	return bearerRE.ReplaceAllString(s, "${1}"+redacted)
+	return redact.Tokens(s)
 }
 
 // decodeAPIError builds an *APIError from a non-2xx answer. It accepts any
@@ -204,7 +178,7 @@ func (r redactor) apply(s string) string {
 // nothing. secret never appears in the result.
 func decodeAPIError(status int, h http.Header, body []byte, now time.Time, secret redactor) *APIError {
 	e := &APIError{Status: status}
-	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok {
+	if d, ok := retryafter.Parse(h.Get("Retry-After"), now); ok {
 		e.RetryAfter = d
 	}
 	e.Body = truncate(secret.apply(strings.ToValidUTF8(string(body), "\uFFFD")), maxBodyLen)

@@ -1,8 +1,9 @@
 package worker
 
 import (
-	"regexp"
 	"strings"
+
+	"github.com/bcsync/bcsync/internal/redact"
 )
 
 // Redactor removes secrets from text bound for logs and dead letters. The
@@ -24,18 +25,12 @@ func NewRedactor(secrets ...string) *Redactor {
 	return r
 }
 
-var (
-	bearerRE = regexp.MustCompile(`(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*`)
-	jwtRE    = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`)
-)
-
 // Redact returns s with every secret replaced by "[redacted]".
 func (r *Redactor) Redact(s string) string {
 	if r != nil {
 		for _, sec := range r.secrets {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
+			s = strings.ReplaceAll(s, sec, redact.Mark)
 		}
 	}
-	s = bearerRE.ReplaceAllString(s, "${1}[redacted]")
-	return jwtRE.ReplaceAllString(s, "[redacted]")
+	return redact.Tokens(s)
 }
