@@ -18,6 +18,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/bcsync/bcsync/internal/errtext"
 	"github.com/bcsync/bcsync/internal/redact"
 )
 
@@ -250,7 +251,7 @@ func newTokenError(re *oauth2.RetrieveError, secret string) *TokenError {
 		e.TraceID = clean(body.TraceID, maxCorrIDLen)
 		e.CorrelationID = clean(body.CorrelationID, maxCorrIDLen)
 	} else if e.Description == "" {
-		e.Description = clean(rawText(re.Body), maxMessageLen)
+		e.Description = clean(errtext.Body(re.Body), maxMessageLen)
 	}
 	if len(e.Codes) == 0 {
 		for _, m := range aadstsRE.FindAllStringSubmatch(e.Description, -1) {

@@ -1,7 +1,6 @@
 package bcclient
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,9 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/bcsync/bcsync/internal/errtext"
 	"github.com/bcsync/bcsync/internal/redact"
 	"github.com/bcsync/bcsync/internal/retryafter"
 )
@@ -106,7 +104,7 @@ func decodeAPIError(status int, h http.Header, body []byte, now time.Time) *APIE
 	if code, msg, ok := decodeErrorBody(body); ok {
 		e.Code, e.Message = clean(code, maxCodeLen), clean(msg, maxMessageLen)
 	} else {
-		e.Message = clean(rawText(body), maxMessageLen)
+		e.Message = clean(errtext.Body(body), maxMessageLen)
 	}
 	if e.Message == "" {
 		if wa := h.Get("WWW-Authenticate"); wa != "" {
@@ -152,47 +150,7 @@ func decodeErrorBody(body []byte) (code, msg string, ok bool) {
 	return "", "", false
 }
 
-// rawText is a body that is not a BC error, as readable text: HTML tags are
-// dropped.
-func rawText(body []byte) string {
-	body = bytes.TrimSpace(body)
-	if len(body) > 16*maxMessageLen {
-		body = body[:16*maxMessageLen]
-	}
-	if len(body) == 0 || body[0] != '<' {
-		return string(body)
-	}
-	var b strings.Builder
-	inTag := false
-	for _, r := range string(body) {
-		switch {
-		case r == '<':
-			inTag = true
-			b.WriteByte(' ')
-		case r == '>':
-			inTag = false
-		case !inTag:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-// clean makes s safe to show: valid UTF-8, control characters and runs of
-// white space collapsed to one space, anything that looks like a bearer
-// token redacted, at most n bytes.
+// clean makes s a short, one-line, token-free text of at most n bytes.
 func clean(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r)
-	}), " ")
-	s = redact.Tokens(s)
-	if len(s) > n {
-		cut := n
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
+	return errtext.Truncate(redact.Tokens(errtext.Collapse(s)), n)
 }

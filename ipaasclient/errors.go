@@ -11,9 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/bcsync/bcsync/internal/errtext"
 	"github.com/bcsync/bcsync/internal/redact"
 	"github.com/bcsync/bcsync/internal/retryafter"
 )
@@ -181,7 +180,7 @@ func decodeAPIError(status int, h http.Header, body []byte, now time.Time, secre
 	if d, ok := retryafter.Parse(h.Get("Retry-After"), now); ok {
 		e.RetryAfter = d
 	}
-	e.Body = truncate(secret.apply(strings.ToValidUTF8(string(body), "\uFFFD")), maxBodyLen)
+	e.Body = errtext.Truncate(secret.apply(strings.ToValidUTF8(string(body), "\uFFFD")), maxBodyLen)
 	code, msg := decodeErrorBody(body)
 	if code != "" {
 		if c := secret.apply(code); c == code {
@@ -189,12 +188,12 @@ func decodeAPIError(status int, h http.Header, body []byte, now time.Time, secre
 		}
 	}
 	if msg == "" && code == "" {
-		msg = rawText(body)
+		msg = errtext.Body(body)
 	}
 	if msg == "" {
 		msg = http.StatusText(status)
 	}
-	e.Message = truncate(secret.apply(collapse(msg)), maxMessageLen)
+	e.Message = errtext.Truncate(secret.apply(errtext.Collapse(msg)), maxMessageLen)
 	return e
 }
 
@@ -375,53 +374,4 @@ func firstNonEmpty(ss ...string) string {
 
 func joinNonEmpty(sep string, ss ...string) string {
 	return strings.Join(slices.DeleteFunc(ss, func(s string) bool { return s == "" }), sep)
-}
-
-// rawText is a body that is no JSON error, as readable text: HTML tags are
-// dropped.
-func rawText(body []byte) string {
-	body = bytes.TrimSpace(body)
-	if len(body) > 16*maxMessageLen {
-		body = body[:16*maxMessageLen]
-	}
-	s := strings.ToValidUTF8(string(body), "\uFFFD")
-	if !strings.HasPrefix(s, "<") {
-		return s
-	}
-	var b strings.Builder
-	inTag := false
-	for _, r := range s {
-		switch {
-		case r == '<':
-			inTag = true
-			b.WriteByte(' ')
-		case r == '>':
-			inTag = false
-		case !inTag:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-// collapse makes s one line of valid UTF-8: control characters and runs of
-// white space become one space.
-func collapse(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r)
-	}), " ")
-}
-
-// truncate cuts s to at most n bytes on a rune boundary, marking the cut
-// with "…".
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

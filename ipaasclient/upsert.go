@@ -12,6 +12,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/bcsync/bcsync/internal/errtext"
 )
 
 // MaxExternalIDLen is the longest external id accepted, in characters.
@@ -216,7 +218,7 @@ func parseLookup(body []byte) (link, error) {
 	s := string(bytes.TrimSpace(body))
 	if strings.HasPrefix(s, `"`) {
 		if err := json.Unmarshal([]byte(s), &s); err != nil {
-			return link{}, fmt.Errorf("malformed answer %q", truncate(s, 64))
+			return link{}, fmt.Errorf("malformed answer %q", errtext.Truncate(s, 64))
 		}
 		s = strings.TrimSpace(s)
 	}
@@ -228,7 +230,7 @@ func parseLookup(body []byte) (link, error) {
 		l = link{id: strings.TrimSpace(rest), deleted: true}
 	}
 	if !validID(l.id) {
-		return link{}, fmt.Errorf("answer %q is no record id", truncate(s, 64))
+		return link{}, fmt.Errorf("answer %q is no record id", errtext.Truncate(s, 64))
 	}
 	return l, nil
 }
