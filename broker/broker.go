@@ -69,7 +69,9 @@ func Connect(ctx context.Context, opts Options) (*Broker, error) {
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			opts.Log.Warn().Err(err).Msg("disconnected from NATS")
+			if err != nil { // nil: we closed it
+				opts.Log.Warn().Err(err).Msg("disconnected from NATS")
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			opts.Log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")

@@ -445,3 +445,121 @@ func TestE2EPermanentFailuresAreDeadLetteredAtOnce(t *testing.T) {
 		})
 	}
 }
+
+func TestE2ESnapshotSkipsTheBCRead(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 3}})
+	ctx := context.Background()
+	snap := `{"id":"5d115c9c-44e3-ea11-bb43-000d3a2feca1","code":"SNAP","displayName":"From the snapshot","city":"Oslo","@odata.etag":"W/\"x\""}`
+	for _, j := range []messages.Job{
+		{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "SNAP", Data: []byte(snap)},
+		// A snapshot of another record than the key names: refused.
+		{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "OTHER", Data: []byte(snap)},
+		// A snapshot whose fields have the wrong types: refused.
+		{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "BAD", Data: []byte(`{"code":7}`)},
+	} {
+		if _, _, err := messages.Publish(ctx, e.b.JS, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.startWorker("w1", zerolog.Nop(), nil)
+	waitFor(t, 20*time.Second, "jobs settled", func() bool { return e.stats.Acked.Load()+e.stats.DeadLettered.Load() == 3 })
+	if e.stats.Acked.Load() != 1 || e.stats.DeadLettered.Load() != 2 {
+		t.Errorf("acked=%d dead=%d, want 1/2", e.stats.Acked.Load(), e.stats.DeadLettered.Load())
+	}
+	if got, ok := e.ip.Lookup("location", "SNAP"); !ok || got["description"] != "From the snapshot" || got["city"] != "Oslo" {
+		t.Errorf("snapshot record at iPaaS.com: %v", got)
+	}
+	if n := e.bc.Stats().DataRequests[bctest.SetLocations]; n != 0 {
+		t.Errorf("%d BC location reads for jobs that carried snapshots", n)
+	}
+	for _, dl := range readDLQ(t, e.b.JS, 2) {
+		if dl.ErrorClass != "permanent" || !strings.Contains(dl.Reason, "job data") {
+			t.Errorf("dead letter %s: %s %q", dl.Key, dl.ErrorClass, dl.Reason)
+		}
+	}
+}
+
+func TestE2EDeleteDeactivatesTheLinkedRecord(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 3, PriceGroups: 2}})
+	ctx := context.Background()
+	loc, cat := e.bc.LocationCodes()[0], e.bc.PriceGroupCodes()[0]
+	e.publish(messages.TypeLocation, loc)
+	e.publish(messages.TypeCustomerCategory, cat)
+	e.startWorker("w1", zerolog.Nop(), nil)
+	waitFor(t, 20*time.Second, "records created", func() bool { return e.stats.Acked.Load() == 2 })
+	for _, j := range []messages.Job{
+		{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpDelete, Key: loc},
+		{Subscription: "contoso", Type: messages.TypeCustomerCategory, Op: messages.OpDelete, Key: cat}, // never deleted
+		{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpDelete, Key: "NEVERSEEN"}, // no-op
+		{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpDelete, Key: "5d115c9c-44e3-ea11-bb43-000d3a2feca1"},
+	} {
+		if _, _, err := messages.Publish(ctx, e.b.JS, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "deletes settled", func() bool { return e.stats.Acked.Load()+e.stats.DeadLettered.Load() == 6 })
+	if _, ok := e.ip.Lookup("location", loc); ok || e.ip.Count("location") != 0 {
+		t.Errorf("location %s still active after its delete job", loc)
+	}
+	if _, ok := e.ip.Lookup("customer category", cat); !ok {
+		t.Errorf("customer category %s was deleted; the BC connection never deletes categories", cat)
+	}
+	if e.stats.DeadLettered.Load() != 1 {
+		t.Errorf("%d dead letters, want 1 (the delete keyed by GUID)", e.stats.DeadLettered.Load())
+	}
+}
+
+func TestE2ETwoSubscriptionsUseTheirOwnCompanies(t *testing.T) {
+	t.Parallel()
+	a := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 4, Seed: 1}})
+	b := bctest.NewServer(bctest.Options{Locations: 6, Seed: 2, ClientSecret: "Fabrikam~Secret.Value_0123456789", CompanyName: "Fabrikam O'Brien & Co."})
+	t.Cleanup(b.Close)
+	ip2 := ipaastest.NewServer(ipaastest.Options{APIKey: "fabrikam-ipaas-key-0123456789abcdef", SystemID: 2002})
+	t.Cleanup(ip2.Close)
+	yaml := fmt.Sprintf(`
+subscriptions:
+  - name: contoso
+    company_name: %q
+    tenant_id: %s
+    client_id: %s
+    environment: %s
+    api_url: %s
+    authority_url: %s
+    ipaas: {base_url: %s, system_id: %d}
+    worker: {backoff_initial: 20ms, backoff_max: 200ms}
+  - name: fabrikam
+    company_name: %q
+    tenant_id: %s
+    client_id: %s
+    environment: %s
+    api_url: %s
+    authority_url: %s
+    ipaas: {base_url: %s, system_id: %d}
+    worker: {backoff_initial: 20ms, backoff_max: 200ms}
+`, a.bc.CompanyName(), a.bc.TenantID(), a.bc.ClientID(), a.bc.Environment(), a.bc.URL(), a.bc.URL(), a.ip.URL(), a.ip.SystemID(),
+		b.CompanyName(), b.TenantID(), b.ClientID(), b.Environment(), b.URL(), b.URL(), ip2.URL(), ip2.SystemID())
+	cfg, err := config.Parse([]byte(yaml), config.MapEnv(map[string]string{
+		"BCSYNC_CONTOSO_CLIENT_SECRET": a.bc.ClientSecret(), "BCSYNC_CONTOSO_IPAAS_API_KEY": a.ip.APIKey(),
+		"BCSYNC_FABRIKAM_CLIENT_SECRET": b.ClientSecret(), "BCSYNC_FABRIKAM_IPAAS_API_KEY": ip2.APIKey(),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.cfg = cfg
+	a.startWorker("w1", zerolog.Nop(), nil)
+	a.publish(messages.TypeLocation, a.bc.LocationCodes()...)
+	for _, k := range b.LocationCodes() {
+		if _, _, err := messages.Publish(context.Background(), a.b.JS, messages.Job{Subscription: "fabrikam", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "both subscriptions synced", func() bool { return a.stats.Acked.Load() == 10 })
+	if a.ip.Count("location") != 4 || ip2.Count("location") != 6 {
+		t.Errorf("contoso's iPaaS.com holds %d locations (want 4), fabrikam's %d (want 6)", a.ip.Count("location"), ip2.Count("location"))
+	}
+	if a.bc.Stats().TokensIssued == 0 || b.Stats().TokensIssued == 0 {
+		t.Error("each subscription should have used its own app registration")
+	}
+}

@@ -308,3 +308,38 @@ func TestLoopStopReturnsInFlightJobsAndLosesNone(t *testing.T) {
 	waitFor(t, 20*time.Second, "every job done", func() bool { return count.Load() == n })
 	waitFor(t, 5*time.Second, "stream empty", func() bool { return e.streamMsgs(t, messages.StreamJobs) == 0 })
 }
+
+func TestLoopKeepsJobWhenTheDeadLetterCannotBeStored(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	ctx := context.Background()
+	if err := e.b.JS.DeleteStream(ctx, messages.StreamDLQ); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.b.NC.Publish("bcsync.jobs.contoso.location.A1", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Stats: stats, Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+		calls.Add(1)
+		return nil
+	})})
+	// The job is tried, cannot be dead-lettered, and stays in the stream.
+	waitFor(t, 10*time.Second, "a second delivery", func() bool {
+		info, err := e.cons.Info(ctx)
+		return err == nil && info.NumRedelivered > 0
+	})
+	if stats.DeadLettered.Load() != 0 || stats.Acked.Load() != 0 {
+		t.Errorf("dead=%d acked=%d with no dead-letter stream", stats.DeadLettered.Load(), stats.Acked.Load())
+	}
+	if got := e.streamMsgs(t, messages.StreamJobs); got != 1 {
+		t.Fatalf("the job left the stream (%d left) although it was never dead-lettered", got)
+	}
+	// Once the stream is back, the job is dead-lettered and removed.
+	if err := broker.EnsureStreams(ctx, e.b.JS, broker.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "dead letter", func() bool { return stats.DeadLettered.Load() == 1 })
+	waitFor(t, 5*time.Second, "stream empty", func() bool { return e.streamMsgs(t, messages.StreamJobs) == 0 })
+}
