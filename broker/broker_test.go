@@ -2,8 +2,10 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,5 +124,42 @@ func TestConnectErrorsAreClear(t *testing.T) {
 	_, err = broker.Connect(ctx, broker.Options{URL: "nats://127.0.0.1:1", CertFile: "x.pem", Log: zerolog.Nop()})
 	if err == nil || !strings.Contains(err.Error(), "key file") {
 		t.Errorf("cert without key: %v", err)
+	}
+}
+
+// Workers start together: each ensures the streams and its consumers at
+// once. Nothing may be updated needlessly (nats-server races a stream update
+// against a consumer creation), and a changed setting is still applied.
+func TestEnsureConcurrentlyAndApplyChanges(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{}); err != nil {
+					t.Error(err)
+				}
+				if _, err := broker.EnsureConsumer(ctx, b.JS, broker.ConsumerOptions{
+					Subscription: fmt.Sprintf("sub-%d", i), MaxDeliver: 3, AckWait: time.Minute, MaxAckPending: 10,
+				}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{DuplicateWindow: 5 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.JS.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.Duplicates; got != 5*time.Minute {
+		t.Errorf("duplicate window %v after a changed setting, want 5m", got)
 	}
 }

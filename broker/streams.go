@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/bcsync/bcsync/messages"
@@ -69,14 +70,45 @@ func (o StreamOptions) withDefaults() StreamOptions {
 }
 
 // EnsureStreams creates BCSYNC_JOBS and BCSYNC_DLQ, or updates them to the
-// configuration bcsync expects. Safe to call from every worker at start-up.
+// configuration bcsync expects. Safe to call from every worker at start-up:
+// a stream that already has the expected configuration is left alone, so
+// workers starting together do not update it under each other (nats-server
+// 2.15 races a stream update against a consumer being created).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
-	for _, cfg := range []jetstream.StreamConfig{JobsStreamConfig(o), DLQStreamConfig(o)} {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("broker: create or update stream %s: %w", cfg.Name, err)
+	for _, want := range []jetstream.StreamConfig{JobsStreamConfig(o), DLQStreamConfig(o)} {
+		if err := ensureStream(ctx, js, want); err != nil {
+			return fmt.Errorf("broker: create or update stream %s: %w", want.Name, err)
 		}
 	}
 	return nil
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, want)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return err
+		}
+		// Another worker created it first, maybe with other settings.
+		s, err = js.Stream(ctx, want.Name)
+	}
+	if err != nil {
+		return err
+	}
+	if streamMatches(s.CachedInfo().Config, want) {
+		return nil
+	}
+	_, err = js.UpdateStream(ctx, want)
+	return err
+}
+
+// streamMatches reports whether have already is the configuration bcsync sets.
+func streamMatches(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
+		have.Duplicates == want.Duplicates && have.MaxMsgSize == want.MaxMsgSize && have.Discard == want.Discard &&
+		have.MaxAge == want.MaxAge
 }
 
 // ConsumerOptions are one subscription's consumer settings.
@@ -125,9 +157,22 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, o ConsumerOptio
 	if o.AckWait <= 0 || o.MaxAckPending <= 0 {
 		return nil, errors.New("broker: AckWait and MaxAckPending must be positive")
 	}
-	c, err := js.CreateOrUpdateConsumer(ctx, messages.StreamJobs, ConsumerConfig(o))
+	want := ConsumerConfig(o)
+	c, err := js.Consumer(ctx, messages.StreamJobs, want.Durable)
+	if err == nil && consumerMatches(c.CachedInfo().Config, want) {
+		return c, nil
+	}
+	c, err = js.CreateOrUpdateConsumer(ctx, messages.StreamJobs, want)
 	if err != nil {
 		return nil, fmt.Errorf("broker: create or update consumer %s: %w", ConsumerName(o.Subscription), err)
 	}
 	return c, nil
+}
+
+// consumerMatches reports whether have already is the configuration bcsync sets.
+func consumerMatches(have, want jetstream.ConsumerConfig) bool {
+	return have.FilterSubject == want.FilterSubject && have.Description == want.Description &&
+		have.AckPolicy == want.AckPolicy && have.DeliverPolicy == want.DeliverPolicy &&
+		have.MaxDeliver == want.MaxDeliver && have.AckWait == want.AckWait &&
+		have.MaxAckPending == want.MaxAckPending && have.MaxWaiting == want.MaxWaiting
 }
