@@ -1,0 +1,68 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// KV buckets bcsync keeps its fleet-wide state in.
+const (
+	// BucketTokens holds the shared BC access tokens (encrypted) and the
+	// locks of their refresh.
+	BucketTokens = "bcsync_tokens"
+	// BucketThrottle holds the fleet-wide request budgets: grants per
+	// window, concurrency leases and pauses.
+	BucketThrottle = "bcsync_throttle"
+)
+
+// KVOptions tunes the buckets.
+type KVOptions struct {
+	// Replicas of each bucket: 1 (default) on one server, 3 on a cluster.
+	Replicas int
+}
+
+// KVConfigs are the buckets' configurations. Keys may carry a TTL (locks and
+// leases expire when their holder died), which needs limit markers.
+func KVConfigs(o KVOptions) []jetstream.KeyValueConfig {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	return []jetstream.KeyValueConfig{
+		{Bucket: BucketTokens, Description: "bcsync shared BC access tokens (encrypted) and refresh locks",
+			History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, LimitMarkerTTL: time.Minute},
+		{Bucket: BucketThrottle, Description: "bcsync fleet-wide request budgets, concurrency leases and pauses",
+			History: 1, Storage: jetstream.MemoryStorage, Replicas: o.Replicas, LimitMarkerTTL: time.Minute},
+	}
+}
+
+// EnsureKV creates the buckets, or updates them when their settings differ,
+// and returns them by name.
+func EnsureKV(ctx context.Context, js jetstream.JetStream, o KVOptions) (map[string]jetstream.KeyValue, error) {
+	out := map[string]jetstream.KeyValue{}
+	for _, want := range KVConfigs(o) {
+		kv, err := js.KeyValue(ctx, want.Bucket)
+		if err == nil {
+			st, serr := kv.Status(ctx)
+			if serr == nil && kvMatches(st, want) {
+				out[want.Bucket] = kv
+				continue
+			}
+		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("broker: KV bucket %s: %w", want.Bucket, err)
+		}
+		kv, err = js.CreateOrUpdateKeyValue(ctx, want)
+		if err != nil {
+			return nil, fmt.Errorf("broker: create or update KV bucket %s: %w", want.Bucket, err)
+		}
+		out[want.Bucket] = kv
+	}
+	return out, nil
+}
+
+func kvMatches(st jetstream.KeyValueStatus, want jetstream.KeyValueConfig) bool {
+	return st.History() == int64(want.History) && st.LimitMarkerTTL() == want.LimitMarkerTTL
+}

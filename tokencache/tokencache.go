@@ -1,0 +1,417 @@
+package tokencache
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"golang.org/x/oauth2"
+)
+
+// Identity names a token: one per (authority, tenant, client id, scope).
+type Identity struct {
+	AuthorityURL, TenantID, ClientID, Scope string
+}
+
+// Key is the KV key of the identity's token: a hash, so that no tenant or
+// client id is spelled out in the bucket.
+func (id Identity) Key() string {
+	sum := sha256.Sum256([]byte(id.AuthorityURL + "\n" + id.TenantID + "\n" + id.ClientID + "\n" + id.Scope))
+	return "token." + hex.EncodeToString(sum[:16])
+}
+
+func (id Identity) lockKey() string { return id.Key() + ".lock" }
+
+// Config configures a Source.
+type Config struct {
+	// KV is the bucket (broker.BucketTokens). Required.
+	KV jetstream.KeyValue
+	// Identity names the token. Required.
+	Identity Identity
+	// Secret is the client secret: the encryption key is derived from it.
+	// Required.
+	Secret string
+	// Fetch asks Entra for a new token, without caching. Required.
+	Fetch func(ctx context.Context) (*oauth2.Token, error)
+	// RefreshBefore is how long before expiry a token is refreshed.
+	// Default: a tenth of its lifetime, at most 5 minutes.
+	RefreshBefore time.Duration
+	// LockTTL bounds a refresh: a worker that dies holding the lock blocks
+	// refreshes no longer than this. Default 30s.
+	LockTTL time.Duration
+	// Wait bounds one Token call waiting for another worker's refresh.
+	// Default 30s.
+	Wait time.Duration
+	// Log receives fallbacks and refresh failures (never a token).
+	Log zerolog.Logger
+	// Stats, when set, counts what happens.
+	Stats *Stats
+}
+
+// Stats counts a Source's work. Safe for concurrent use.
+type Stats struct {
+	// Fetches are token requests this process made to Entra.
+	Fetches atomic.Int64
+	// Shared counts tokens taken from the bucket.
+	Shared atomic.Int64
+	// Waits counts waits for another worker's refresh.
+	Waits atomic.Int64
+	// Invalidations counts shared tokens removed after a 401.
+	Invalidations atomic.Int64
+	// Fallbacks counts tokens fetched locally because the bucket failed.
+	Fallbacks atomic.Int64
+}
+
+// Source is an oauth2.TokenSource shared by the fleet. Safe for concurrent use.
+type Source struct {
+	cfg  Config
+	aead cipher.AEAD
+	key  string
+	lock string
+
+	mu           sync.Mutex // one Token sequence at a time in this process
+	local        *oauth2.Token
+	localRefresh time.Time
+	// fellBack is set while the bucket is unreachable, to log once.
+	fellBack bool
+}
+
+var _ oauth2.TokenSource = (*Source)(nil)
+
+// New checks the configuration and derives the encryption key.
+func New(cfg Config) (*Source, error) {
+	var errs []error
+	if cfg.KV == nil {
+		errs = append(errs, errors.New("KV is required"))
+	}
+	if cfg.Secret == "" {
+		errs = append(errs, errors.New("Secret is required (the encryption key derives from it)"))
+	}
+	if cfg.Fetch == nil {
+		errs = append(errs, errors.New("Fetch is required"))
+	}
+	if cfg.Identity.TenantID == "" || cfg.Identity.ClientID == "" {
+		errs = append(errs, errors.New("Identity needs TenantID and ClientID"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("tokencache: %w", errors.Join(errs...))
+	}
+	if cfg.LockTTL <= 0 {
+		cfg.LockTTL = 30 * time.Second
+	}
+	if cfg.Wait <= 0 {
+		cfg.Wait = 30 * time.Second
+	}
+	if cfg.Stats == nil {
+		cfg.Stats = &Stats{}
+	}
+	key := cfg.Identity.Key()
+	k, err := hkdf.Key(sha256.New, []byte(cfg.Secret), []byte("bcsync/tokencache/v1"), key, 32)
+	if err != nil {
+		return nil, fmt.Errorf("tokencache: derive key: %w", err)
+	}
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		return nil, fmt.Errorf("tokencache: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("tokencache: %w", err)
+	}
+	return &Source{cfg: cfg, aead: aead, key: key, lock: cfg.Identity.lockKey()}, nil
+}
+
+// Stats returns the source's counters.
+func (s *Source) Stats() *Stats { return s.cfg.Stats }
+
+// refreshAt is when tok should be replaced.
+func (s *Source) refreshAt(tok *oauth2.Token, issued time.Time) time.Time {
+	if tok.Expiry.IsZero() {
+		return time.Time{}
+	}
+	before := s.cfg.RefreshBefore
+	if before <= 0 {
+		before = min(5*time.Minute, tok.Expiry.Sub(issued)/10)
+	}
+	return tok.Expiry.Add(-before)
+}
+
+// stored is the plaintext of a bucket entry.
+type stored struct {
+	Token   string    `json:"t"`
+	Type    string    `json:"y"`
+	Expiry  time.Time `json:"e"`
+	Issued  time.Time `json:"i"`
+	Refresh time.Time `json:"r"`
+}
+
+func (s *Source) seal(st stored) ([]byte, error) {
+	plain, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, s.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return s.aead.Seal(nonce, nonce, plain, []byte(s.key)), nil
+}
+
+func (s *Source) open(b []byte) (stored, error) {
+	var st stored
+	n := s.aead.NonceSize()
+	if len(b) < n {
+		return st, errors.New("entry too short")
+	}
+	plain, err := s.aead.Open(nil, b[:n], b[n:], []byte(s.key))
+	if err != nil {
+		// Another secret (rotated, or another app's) or a forged entry.
+		return st, errors.New("entry does not decrypt with this client secret")
+	}
+	return st, json.Unmarshal(plain, &st)
+}
+
+func (st stored) token() *oauth2.Token {
+	return &oauth2.Token{AccessToken: st.Token, TokenType: st.Type, Expiry: st.Expiry}
+}
+
+// fresh reports whether st can be used now without a refresh.
+func (st stored) fresh(now time.Time) bool {
+	return st.Token != "" && (st.Refresh.IsZero() || now.Before(st.Refresh))
+}
+
+// valid reports whether st can still be sent to BC: it has not expired,
+// with a margin for the request's time in flight (a twentieth of its
+// lifetime, at most 5s).
+func (st stored) valid(now time.Time) bool {
+	margin := min(5*time.Second, st.Expiry.Sub(st.Issued)/20)
+	return st.Token != "" && (st.Expiry.IsZero() || now.Before(st.Expiry.Add(-margin)))
+}
+
+// Token returns the fleet's current token, refreshing it if this worker is
+// the one to do so.
+func (s *Source) Token() (*oauth2.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.local != nil && s.localFresh(now) {
+		return s.local, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Wait+s.cfg.LockTTL)
+	defer cancel()
+	tok, err := s.shared(ctx)
+	var fe *fetchError
+	if errors.As(err, &fe) {
+		return nil, fe.err // Entra's answer, as it is
+	}
+	if err != nil {
+		return s.fallback(ctx, err)
+	}
+	s.recovered()
+	return tok, nil
+}
+
+// localRefresh is when the cached copy must be looked up again.
+func (s *Source) localFresh(now time.Time) bool {
+	return s.local.Expiry.IsZero() || now.Before(s.localRefresh)
+}
+
+// fetchError is Entra's failure, as opposed to the bucket's.
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return e.err.Error() }
+
+// shared runs the sequence against the bucket. A *fetchError is Entra's
+// answer; other errors mean the bucket failed.
+func (s *Source) shared(ctx context.Context) (*oauth2.Token, error) {
+	for {
+		now := time.Now()
+		entry, err := s.cfg.KV.Get(ctx, s.key)
+		var cur stored
+		var rev uint64
+		switch {
+		case err == nil:
+			rev = entry.Revision()
+			if st, oerr := s.open(entry.Value()); oerr == nil {
+				cur = st
+			}
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		default:
+			return nil, err
+		}
+		if cur.fresh(now) {
+			s.cfg.Stats.Shared.Add(1)
+			return s.keep(cur), nil
+		}
+		// The token is missing, due for refresh, or undecryptable: the
+		// worker that creates the lock refreshes it.
+		_, err = s.cfg.KV.Create(ctx, s.lock, []byte("refreshing"), jetstream.KeyTTL(s.cfg.LockTTL))
+		switch {
+		case err == nil:
+			// Someone may have refreshed between our read and our lock.
+			if e, gerr := s.cfg.KV.Get(ctx, s.key); gerr == nil && e.Revision() != rev {
+				if st, oerr := s.open(e.Value()); oerr == nil && st.fresh(time.Now()) {
+					s.unlock(ctx)
+					s.cfg.Stats.Shared.Add(1)
+					return s.keep(st), nil
+				}
+			}
+			return s.refresh(ctx, cur)
+		case errors.Is(err, jetstream.ErrKeyExists):
+			if cur.valid(now) {
+				// Another worker is refreshing; the current one still works.
+				s.cfg.Stats.Shared.Add(1)
+				return s.keep(cur), nil
+			}
+			s.cfg.Stats.Waits.Add(1)
+			if err := s.waitChange(ctx, rev); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, err
+		}
+	}
+}
+
+// refresh fetches a new token while holding the lock and publishes it.
+func (s *Source) refresh(ctx context.Context, cur stored) (*oauth2.Token, error) {
+	defer s.unlock(ctx)
+	issued := time.Now()
+	tok, err := s.cfg.Fetch(ctx)
+	s.cfg.Stats.Fetches.Add(1)
+	if err != nil {
+		if cur.valid(time.Now()) {
+			s.cfg.Log.Warn().Err(err).Msg("refreshing the shared BC token failed; the current one is still valid")
+			return s.keep(cur), nil
+		}
+		return nil, &fetchError{err}
+	}
+	st := stored{Token: tok.AccessToken, Type: tok.TokenType, Expiry: tok.Expiry, Issued: issued}
+	if rt := s.refreshAt(tok, issued); !rt.IsZero() {
+		st.Refresh = rt
+	}
+	sealed, err := s.seal(st)
+	if err == nil {
+		_, err = s.cfg.KV.Put(ctx, s.key, sealed)
+	}
+	if err != nil {
+		// The token is good; the others will fetch their own or wait.
+		s.cfg.Log.Warn().Err(err).Msg("could not share the new BC token through KV")
+	}
+	return s.keep(st), nil
+}
+
+// unlock releases the refresh lock; if this fails, its TTL does.
+func (s *Source) unlock(ctx context.Context) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = s.cfg.KV.Delete(dctx, s.lock)
+}
+
+// waitChange waits until the token entry changes from revision rev (or the
+// lock is released, or its TTL ends), watching the bucket.
+func (s *Source) waitChange(ctx context.Context, rev uint64) error {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.Wait)
+	defer cancel()
+	w, err := s.cfg.KV.WatchFiltered(wctx, []string{s.key, s.lock}, jetstream.UpdatesOnly())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	// The refresher may have finished between our Get and the watch.
+	if e, err := s.cfg.KV.Get(wctx, s.key); err == nil && e.Revision() != rev {
+		return nil
+	}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if e != nil && (e.Key() == s.key || e.Operation() != jetstream.KeyValuePut) {
+				return nil // a new token, or the lock went away
+			}
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Waited long enough: go round again and take the lock.
+			return nil
+		}
+	}
+}
+
+func (s *Source) keep(st stored) *oauth2.Token {
+	s.local = st.token()
+	s.localRefresh = st.Refresh
+	if st.Refresh.IsZero() {
+		s.localRefresh = st.Expiry
+	}
+	return s.local
+}
+
+// fallback fetches a token without the bucket, logging the first time.
+func (s *Source) fallback(ctx context.Context, cause error) (*oauth2.Token, error) {
+	if !s.fellBack {
+		s.fellBack = true
+		s.cfg.Log.Warn().Err(cause).Msg("token cache unreachable: this worker fetches its own BC tokens until it is back")
+	}
+	if s.local != nil && s.local.Expiry.After(time.Now().Add(5*time.Second)) {
+		return s.local, nil
+	}
+	issued := time.Now()
+	tok, err := s.cfg.Fetch(ctx)
+	s.cfg.Stats.Fetches.Add(1)
+	s.cfg.Stats.Fallbacks.Add(1)
+	if err != nil {
+		return nil, err
+	}
+	st := stored{Token: tok.AccessToken, Type: tok.TokenType, Expiry: tok.Expiry, Issued: issued, Refresh: s.refreshAt(tok, issued)}
+	return s.keep(st), nil
+}
+
+func (s *Source) recovered() {
+	if s.fellBack {
+		s.fellBack = false
+		s.cfg.Log.Info().Msg("token cache reachable again")
+	}
+}
+
+// Invalidate drops tok, which BC refused (401), from this process and from
+// the bucket, unless the bucket already holds a newer token. Concurrent
+// invalidations of one token remove it once.
+func (s *Source) Invalidate(tok *oauth2.Token) {
+	if tok == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.local != nil && s.local.AccessToken == tok.AccessToken {
+		s.local = nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e, err := s.cfg.KV.Get(ctx, s.key)
+	if err != nil {
+		return
+	}
+	st, err := s.open(e.Value())
+	if err != nil || st.Token != tok.AccessToken {
+		return
+	}
+	if s.cfg.KV.Delete(ctx, s.key, jetstream.LastRevision(e.Revision())) == nil {
+		s.cfg.Stats.Invalidations.Add(1)
+	}
+}
