@@ -1,0 +1,422 @@
+package throttle
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// FleetConfig configures a budget shared by every worker that uses the same
+// Name, through a NATS KV bucket (broker.BucketThrottle).
+type FleetConfig struct {
+	// KV is the bucket. Required.
+	KV jetstream.KeyValue
+	// Name identifies the budget: one per BC app registration (every worker
+	// using the same client id shares BC's limits), one per iPaaS.com
+	// subscription. [A-Za-z0-9_-]. Required.
+	Name string
+	// Requests per Window, over a sliding window. Required (> 0).
+	Requests int
+	Window   time.Duration
+	// MaxConcurrency is the number of requests in flight across the fleet.
+	// Required (> 0).
+	MaxConcurrency int
+	// LeaseTTL is how long a concurrency lease lives if its holder dies
+	// without releasing it. Keep it longer than a request can take.
+	// Default 2m.
+	LeaseTTL time.Duration
+	// Slots divides the window to count grants. The budget is counted over
+	// Window plus 3% (one slot, and 2% for the time between a grant and the
+	// request's arrival, which varies), so that the service, counting
+	// arrivals, never sees more than Requests in a Window. Default 100.
+	Slots int
+	// Log receives pauses.
+	Log zerolog.Logger
+	// Stats, when set, counts grants, waits and pauses.
+	Stats *Stats
+}
+
+// Stats counts a limiter's work. Safe for concurrent use.
+type Stats struct {
+	// Granted counts permits handed out.
+	Granted atomic.Int64
+	// RateWaits counts acquires that waited for the request budget;
+	// LeaseWaits those that waited for a concurrency slot.
+	RateWaits, LeaseWaits atomic.Int64
+	// Waited is the total time acquires spent waiting, in nanoseconds.
+	Waited atomic.Int64
+	// Pauses counts Throttled calls (a 429 or Retry-After from the service).
+	Pauses atomic.Int64
+	// Conflicts counts lost compare-and-set races on the budget.
+	Conflicts atomic.Int64
+}
+
+// Fleet is a fleet-wide Limiter: a sliding-window request budget and a
+// concurrency limit whose leases expire when a worker dies, and a pause that
+// every worker honours when the service answered 429 or Retry-After.
+type Fleet struct {
+	cfg      FleetConfig
+	slot     time.Duration
+	rateKey  string
+	pauseKey string
+	ring     int // slots counted: the window and a margin
+	leaseKey func(i int) string
+
+	pausedUntil atomic.Int64 // unix nanoseconds, cached from the bucket
+	watchOnce   sync.Once
+	stop        context.CancelFunc
+}
+
+// NewFleet checks the configuration.
+func NewFleet(cfg FleetConfig) (*Fleet, error) {
+	var errs []error
+	if cfg.KV == nil {
+		errs = append(errs, errors.New("KV is required"))
+	}
+	if !validName(cfg.Name) {
+		errs = append(errs, fmt.Errorf("Name %q must be 1-64 characters of [A-Za-z0-9_-]", cfg.Name))
+	}
+	if cfg.Requests <= 0 || cfg.Window <= 0 || cfg.MaxConcurrency <= 0 {
+		errs = append(errs, errors.New("Requests, Window and MaxConcurrency must be positive"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("throttle: %w", errors.Join(errs...))
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 2 * time.Minute
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = 100
+	}
+	if cfg.Stats == nil {
+		cfg.Stats = &Stats{}
+	}
+	f := &Fleet{cfg: cfg, slot: cfg.Window / time.Duration(cfg.Slots), ring: cfg.Slots + cfg.Slots/50 + 1,
+		rateKey: "rate." + cfg.Name, pauseKey: "pause." + cfg.Name}
+	if f.slot <= 0 {
+		f.slot = time.Millisecond
+	}
+	f.leaseKey = func(i int) string { return "lease." + cfg.Name + "." + strconv.Itoa(i) }
+	return f, nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Stats returns the limiter's counters.
+func (f *Fleet) Stats() *Stats { return f.cfg.Stats }
+
+// Close stops watching the pause key.
+func (f *Fleet) Close() {
+	if f.stop != nil {
+		f.stop()
+	}
+}
+
+// Acquire waits for a concurrency lease, for the end of a pause, and for
+// the request budget, in that order, so that a request is sent right after
+// its budget was granted. release gives the lease back.
+func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
+	f.watchPause()
+	start := time.Now()
+	defer func() { f.cfg.Stats.Waited.Add(int64(time.Since(start))) }()
+	lease, err := f.lease(ctx)
+	if err != nil {
+		return nil, err
+	}
+	release = func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		// If this fails, the lease's TTL ends it.
+		_ = f.cfg.KV.Delete(dctx, lease)
+	}
+	if err := f.waitPause(ctx); err != nil {
+		release()
+		return nil, err
+	}
+	if err := f.grant(ctx); err != nil {
+		release()
+		return nil, err
+	}
+	f.cfg.Stats.Granted.Add(1)
+	return release, nil
+}
+
+// lease takes one of MaxConcurrency lease keys, created with a TTL.
+func (f *Fleet) lease(ctx context.Context) (string, error) {
+	n := f.cfg.MaxConcurrency
+	waited := false
+	for attempt := 0; ; attempt++ {
+		off := rand.IntN(n)
+		for i := range n {
+			key := f.leaseKey((off + i) % n)
+			_, err := f.cfg.KV.Create(ctx, key, nil, jetstream.KeyTTL(f.cfg.LeaseTTL))
+			if err == nil {
+				return key, nil
+			}
+			if !errors.Is(err, jetstream.ErrKeyExists) {
+				return "", fmt.Errorf("throttle: %s: take a concurrency lease: %w", f.cfg.Name, err)
+			}
+		}
+		if !waited {
+			waited = true
+			f.cfg.Stats.LeaseWaits.Add(1)
+		}
+		// Every lease is taken: poll again shortly (leases last a request).
+		if err := sleep(ctx, jitter(min(time.Duration(attempt+1)*2*time.Millisecond, 50*time.Millisecond))); err != nil {
+			return "", err
+		}
+	}
+}
+
+// grant takes one request from the sliding-window budget, waiting until the
+// budget allows it. The budget is a ring of per-slot counts, updated by
+// compare-and-set.
+func (f *Fleet) grant(ctx context.Context) error {
+	waited := false
+	for {
+		now := time.Now()
+		cur := now.UnixNano() / int64(f.slot)
+		entry, err := f.cfg.KV.Get(ctx, f.rateKey)
+		var b budget
+		var rev uint64
+		switch {
+		case err == nil:
+			rev = entry.Revision()
+			b = decodeBudget(entry.Value(), f.ring)
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			b = newBudget(f.ring)
+		default:
+			return fmt.Errorf("throttle: %s: read the budget: %w", f.cfg.Name, err)
+		}
+		b.advance(cur)
+		if b.used() < f.cfg.Requests {
+			b.add(cur)
+			if rev == 0 {
+				_, err = f.cfg.KV.Create(ctx, f.rateKey, b.encode())
+			} else {
+				_, err = f.cfg.KV.Update(ctx, f.rateKey, b.encode(), rev)
+			}
+			if err == nil {
+				return nil
+			}
+			if !isConflict(err) {
+				return fmt.Errorf("throttle: %s: update the budget: %w", f.cfg.Name, err)
+			}
+			f.cfg.Stats.Conflicts.Add(1)
+			continue
+		}
+		if !waited {
+			waited = true
+			f.cfg.Stats.RateWaits.Add(1)
+		}
+		// Full: wait until the oldest counted slot leaves the window.
+		wait := time.Duration(b.oldest()+int64(len(b.counts)))*f.slot - time.Duration(now.UnixNano())
+		if err := sleep(ctx, max(wait, time.Millisecond)+jitter(f.slot/4)); err != nil {
+			return err
+		}
+	}
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+}
+
+// Throttled pauses every worker of this budget for d: the service answered
+// 429 or sent Retry-After. A shorter pause than the current one is ignored.
+func (f *Fleet) Throttled(d time.Duration) {
+	if d <= 0 {
+		d = time.Second
+	}
+	f.cfg.Stats.Pauses.Add(1)
+	until := time.Now().Add(d).UnixNano()
+	if until <= f.pausedUntil.Load() {
+		return
+	}
+	f.pausedUntil.Store(until)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for range 5 {
+		e, err := f.cfg.KV.Get(ctx, f.pauseKey)
+		var rev uint64
+		if err == nil {
+			rev = e.Revision()
+			if v := decodeTime(e.Value()); v >= until {
+				return
+			}
+		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return
+		}
+		val := binary.BigEndian.AppendUint64(nil, uint64(until))
+		if rev == 0 {
+			_, err = f.cfg.KV.Create(ctx, f.pauseKey, val)
+		} else {
+			_, err = f.cfg.KV.Update(ctx, f.pauseKey, val, rev)
+		}
+		if err == nil {
+			f.cfg.Log.Warn().Str("budget", f.cfg.Name).Dur("pause", d).Msg("throttled by the service: every worker of this budget pauses")
+			return
+		}
+		if !isConflict(err) {
+			return
+		}
+	}
+}
+
+// watchPause keeps pausedUntil in step with the bucket.
+func (f *Fleet) watchPause() {
+	f.watchOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		f.stop = cancel
+		w, err := f.cfg.KV.Watch(ctx, f.pauseKey)
+		if err != nil {
+			cancel()
+			return
+		}
+		go func() {
+			defer w.Stop()
+			for {
+				select {
+				case e, ok := <-w.Updates():
+					if !ok {
+						return
+					}
+					if e != nil && e.Operation() == jetstream.KeyValuePut {
+						if v := decodeTime(e.Value()); v > f.pausedUntil.Load() {
+							f.pausedUntil.Store(v)
+						}
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	})
+}
+
+func (f *Fleet) waitPause(ctx context.Context) error {
+	for {
+		until := f.pausedUntil.Load()
+		d := time.Until(time.Unix(0, until))
+		if d <= 0 {
+			return nil
+		}
+		if err := sleep(ctx, d+jitter(d/10)); err != nil {
+			return err
+		}
+	}
+}
+
+func decodeTime(b []byte) int64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(b))
+}
+
+// budget counts grants per slot over the last len(counts) slots, the newest
+// being slot last.
+type budget struct {
+	last   int64
+	counts []uint32 // counts[i] is slot last-len+1+i
+}
+
+func newBudget(n int) budget { return budget{counts: make([]uint32, n)} }
+
+func decodeBudget(b []byte, n int) budget {
+	if len(b) != 8+4*n {
+		return newBudget(n) // another layout (other Slots): start afresh
+	}
+	out := budget{last: int64(binary.BigEndian.Uint64(b)), counts: make([]uint32, n)}
+	for i := range n {
+		out.counts[i] = binary.BigEndian.Uint32(b[8+4*i:])
+	}
+	return out
+}
+
+func (b budget) encode() []byte {
+	out := binary.BigEndian.AppendUint64(make([]byte, 0, 8+4*len(b.counts)), uint64(b.last))
+	for _, c := range b.counts {
+		out = binary.BigEndian.AppendUint32(out, c)
+	}
+	return out
+}
+
+// advance moves the ring so that slot cur is the newest.
+func (b *budget) advance(cur int64) {
+	shift := cur - b.last
+	if shift <= 0 {
+		return
+	}
+	n := int64(len(b.counts))
+	if shift >= n {
+		clear(b.counts)
+	} else {
+		copy(b.counts, b.counts[shift:])
+		clear(b.counts[n-shift:])
+	}
+	b.last = cur
+}
+
+// add counts a grant in slot cur. A worker whose clock lags the newest slot
+// counts in the oldest slot it can.
+func (b *budget) add(cur int64) {
+	b.counts[max(0, len(b.counts)-1-int(b.last-cur))]++
+}
+
+func (b budget) used() int {
+	n := 0
+	for _, c := range b.counts {
+		n += int(c)
+	}
+	return n
+}
+
+// oldest is the oldest slot with a grant.
+func (b budget) oldest() int64 {
+	first := b.last - int64(len(b.counts)) + 1
+	for i, c := range b.counts {
+		if c > 0 {
+			return first + int64(i)
+		}
+	}
+	return b.last
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("throttle: %w", ctx.Err())
+	}
+}

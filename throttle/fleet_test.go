@@ -1,0 +1,178 @@
+package throttle_test
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
+	"github.com/bcsync/bcsync/throttle"
+	"github.com/rs/zerolog"
+)
+
+// fleets makes n limiters sharing one budget, each on its own NATS
+// connection as separate worker processes would be.
+func fleets(t *testing.T, n int, cfg throttle.FleetConfig) []*throttle.Fleet {
+	t.Helper()
+	b := brokertest.New(t)
+	var out []*throttle.Fleet
+	for range n {
+		wb, err := broker.Connect(context.Background(), broker.Options{URL: b.ClientURL(), Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(wb.Close)
+		kvs, err := broker.EnsureKV(context.Background(), wb.JS, broker.KVOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cfg
+		c.KV = kvs[broker.BucketThrottle]
+		c.Stats = &throttle.Stats{}
+		f, err := throttle.NewFleet(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(f.Close)
+		out = append(out, f)
+	}
+	return out
+}
+
+func TestFleetBudgetIsSlidingAndShared(t *testing.T) {
+	t.Parallel()
+	const budget, window, run = 20, time.Second, 3 * time.Second
+	fs := fleets(t, 3, throttle.FleetConfig{Name: "bc-app", Requests: budget, Window: window, MaxConcurrency: 50})
+	var mu sync.Mutex
+	var grants []time.Time
+	ctx, cancel := context.WithTimeout(context.Background(), run)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				release, err := fs[i%3].Acquire(ctx)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				grants = append(grants, time.Now())
+				mu.Unlock()
+				release()
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Slice(grants, func(i, j int) bool { return grants[i].Before(grants[j]) })
+	for i := range grants {
+		if i+budget < len(grants) && grants[i+budget].Sub(grants[i]) < window {
+			t.Fatalf("%d grants within %v (grants %d..%d): the budget is exceeded", budget+1, grants[i+budget].Sub(grants[i]), i, i+budget)
+		}
+	}
+	// A sliding window of 20/s over 3s allows 60; at least 95% of what the
+	// window allowed must be used (the last partial window aside).
+	if min := int(0.95 * float64(budget) * run.Seconds() / window.Seconds()); len(grants) < min {
+		t.Errorf("%d grants in %v, want at least %d", len(grants), run, min)
+	}
+}
+
+func TestFleetConcurrencyAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	fs := fleets(t, 3, throttle.FleetConfig{Name: "bc-app", Requests: 100000, Window: time.Second, MaxConcurrency: 3})
+	var cur, peak, done atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				release, err := fs[i%3].Acquire(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				c := cur.Add(1)
+				for p := peak.Load(); c > p && !peak.CompareAndSwap(p, c); p = peak.Load() {
+				}
+				time.Sleep(5 * time.Millisecond)
+				cur.Add(-1)
+				release()
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if p := peak.Load(); p != 3 {
+		t.Errorf("peak concurrency %d across the fleet, want 3", p)
+	}
+	if done.Load() != 60 {
+		t.Errorf("%d of 60 requests ran", done.Load())
+	}
+}
+
+func TestDeadWorkersLeasesExpire(t *testing.T) {
+	t.Parallel()
+	fs := fleets(t, 2, throttle.FleetConfig{Name: "bc-app", Requests: 1000, Window: time.Second, MaxConcurrency: 2, LeaseTTL: time.Second})
+	// Worker 0 takes both leases and dies without releasing them.
+	for range 2 {
+		if _, err := fs[0].Acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	release, err := fs[1].Acquire(ctx)
+	if err != nil {
+		t.Fatalf("the survivor never got a lease: %v", err)
+	}
+	release()
+	if took := time.Since(start); took < 900*time.Millisecond || took > 3*time.Second {
+		t.Errorf("the survivor waited %v for leases with a 1s TTL", took)
+	}
+}
+
+func TestThrottledPausesTheWholeFleet(t *testing.T) {
+	t.Parallel()
+	fs := fleets(t, 2, throttle.FleetConfig{Name: "bc-app", Requests: 1000, Window: time.Second, MaxConcurrency: 5})
+	r, err := fs[1].Acquire(context.Background()) // starts its pause watch
+	if err != nil {
+		t.Fatal(err)
+	}
+	r()
+	fs[0].Throttled(time.Second)
+	time.Sleep(50 * time.Millisecond) // the pause travels through the bucket
+	start := time.Now()
+	r, err = fs[1].Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r()
+	if took := time.Since(start); took < 800*time.Millisecond {
+		t.Errorf("another worker went on %v after a 1s pause", took)
+	}
+	if fs[0].Stats().Pauses.Load() != 1 {
+		t.Error("pause not counted")
+	}
+}
+
+func TestFleetAcquireHonoursContext(t *testing.T) {
+	t.Parallel()
+	fs := fleets(t, 1, throttle.FleetConfig{Name: "bc-app", Requests: 1, Window: time.Hour, MaxConcurrency: 1})
+	r, err := fs[0].Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := fs[0].Acquire(ctx); err == nil {
+		t.Fatal("acquired beyond a budget of 1 per hour")
+	}
+}
