@@ -1,11 +1,13 @@
 package bctest
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,8 +61,9 @@ func (c *call) fail(status int, code, msg string) {
 func (c *call) serve(tenant, env string, rest []string) {
 	s := c.s
 	s.apiReqs.Add(1)
-	sleep(c.r.Context(), time.Duration(s.latency.Load()))
+	latency := time.Duration(s.latency.Load())
 	if f, ok := s.nextFailure(); ok {
+		sleep(c.r.Context(), latency)
 		s.failures.Add(1)
 		c.injected(f)
 		return
@@ -68,6 +71,7 @@ func (c *call) serve(tenant, env string, rest []string) {
 	if !c.authenticated() || !strings.EqualFold(tenant, s.opts.TenantID) {
 		// A token is issued for one tenant: another tenant in the URL is a
 		// token for the wrong audience.
+		sleep(c.r.Context(), latency)
 		s.unauthorized.Add(1)
 		c.w.Header().Set("WWW-Authenticate", fmt.Sprintf(
 			`Bearer authorization_uri="https://login.microsoftonline.com/%s/oauth2/authorize", resource_id="https://api.businesscentral.dynamics.com"`,
@@ -75,12 +79,13 @@ func (c *call) serve(tenant, env string, rest []string) {
 		c.fail(http.StatusUnauthorized, "Authentication_InvalidCredentials", "The server has rejected the client credentials.")
 		return
 	}
-	if c.r.Method != http.MethodGet {
-		c.w.Header().Set("Allow", http.MethodGet)
-		c.fail(http.StatusMethodNotAllowed, "BadRequest_MethodNotAllowed",
-			"bctest serves reads only: the method "+c.r.Method+" is not allowed.")
+	// The limits belong to the app registration the token was issued to.
+	done, ok := c.admit()
+	if !ok {
 		return
 	}
+	defer done()
+	sleep(c.r.Context(), latency)
 	if !strings.EqualFold(env, s.opts.Environment) {
 		c.fail(http.StatusNotFound, "Internal_EnvironmentNotFound", fmt.Sprintf(
 			"The environment '%s' does not exist in tenant '%s'.", env, tenant))
@@ -90,10 +95,24 @@ func (c *call) serve(tenant, env string, rest []string) {
 	case len(rest) >= 3 && rest[0] == "api" && rest[1] == "v2.0":
 		c.serveV2(rest[2:])
 	case len(rest) >= 2 && rest[0] == "ODataV4":
-		c.serveODataV4(rest[1:])
+		if c.method(http.MethodGet) {
+			c.serveODataV4(rest[1:])
+		}
 	default:
 		c.notFound(strings.Join(rest, "/"))
 	}
+}
+
+// method checks the request's method against those allowed and answers 405
+// when it is not one of them.
+func (c *call) method(allowed ...string) bool {
+	if slices.Contains(allowed, c.r.Method) {
+		return true
+	}
+	c.w.Header().Set("Allow", strings.Join(allowed, ", "))
+	c.fail(http.StatusMethodNotAllowed, "BadRequest_MethodNotAllowed", fmt.Sprintf(
+		"The method %s is not allowed here: bctest serves %s.", c.r.Method, strings.Join(allowed, ", ")))
+	return false
 }
 
 func (c *call) notFound(seg string) {
@@ -103,7 +122,7 @@ func (c *call) notFound(seg string) {
 
 func (c *call) authenticated() bool {
 	scheme, tok, ok := strings.Cut(c.r.Header.Get("Authorization"), " ")
-	return ok && strings.EqualFold(scheme, "Bearer") && tok != "" && c.s.tokenValid(tok, time.Now())
+	return ok && strings.EqualFold(scheme, "Bearer") && tok != "" && c.s.tokenValid(tok, c.s.now())
 }
 
 // injected answers a failure set by FailNext, in the shape BC and its
@@ -116,9 +135,7 @@ func (c *call) injected(f failure) {
 	c.w.Header().Set("request-id", c.corr)
 	switch f.status {
 	case http.StatusTooManyRequests:
-		writeJSON(c.w, f.status, map[string]any{"error": map[string]any{
-			"code": "Application_TooManyRequests", "message": "Too many requests reached. Actual (101). Maximum (100).",
-		}})
+		c.tooMany(101, 100)
 	case http.StatusBadGateway:
 		c.w.Header().Set("Content-Type", "text/html")
 		c.w.WriteHeader(f.status)
@@ -150,9 +167,22 @@ func segment(seg string) (name, key string, hasKey bool) {
 	return name, key, hasKey
 }
 
+// v2Sets are the API v2.0 entity sets served under a company, with
+// whether they take $expand=salesOrderLines.
+var v2Sets = map[string]bool{
+	SetLocations: false, SetShipmentMethods: false, SetCustomers: false, SetItems: false, SetSalesOrders: true,
+}
+
 // serveV2 serves .../api/v2.0/{segs}.
 func (c *call) serveV2(segs []string) {
 	name, key, hasKey := segment(segs[0])
+	if name == SetSubscriptions {
+		c.serveSubscriptions(segs, key, hasKey)
+		return
+	}
+	if !c.method(http.MethodGet) {
+		return
+	}
 	if name != SetCompanies {
 		c.notFound(segs[0])
 		return
@@ -164,11 +194,11 @@ func (c *call) serveV2(segs []string) {
 			return
 		}
 		s.counters[SetCompanies].Add(1)
-		var rows []map[string]any
-		for _, co := range s.companies {
-			rows = append(rows, co.json())
+		rows := make(mapSource, len(s.companies))
+		for i, co := range s.companies {
+			rows[i] = co.json()
 		}
-		c.collection(SetCompanies, "name", "companies", rows)
+		c.collection(listing{set: SetCompanies, ctxPath: "companies", spec: filterSpec{eqField: "name"}}, rows)
 		return
 	}
 	if !c.guidKey(key) {
@@ -181,37 +211,99 @@ func (c *call) serveV2(segs []string) {
 	}
 	ctxPath := "companies(" + co.id + ")"
 	if len(segs) == 1 {
-		if c.query(false, "") {
+		if c.query(queryOptions{}) {
 			s.counters[SetCompanies].Add(1)
 			c.entity(ctxPath, co.json())
 		}
 		return
 	}
 	set, key, hasKey := segment(segs[1])
-	if len(segs) > 2 || (set != SetLocations && set != SetShipmentMethods && set != SetCustomers) {
+	expandable, ok := v2Sets[set]
+	switch {
+	case !ok || len(segs) > 3:
 		c.notFound(strings.Join(segs[1:], "/"))
+		return
+	case len(segs) == 3:
+		if set != SetSalesOrders || !hasKey {
+			c.notFound(strings.Join(segs[1:], "/"))
+			return
+		}
+		c.serveLines(co, key, segs[2])
 		return
 	}
 	t := co.tables[set]
 	ctxPath += "/" + set
 	if !hasKey {
 		s.counters[set].Add(1)
-		c.table(set, ctxPath, t)
+		c.collection(listing{set: set, ctxPath: ctxPath, spec: filterSpec{eqField: t.eqField, delta: true}, expand: expandable}, rowSource(t.rows))
 		return
 	}
-	if !c.guidKey(key) || !c.query(false, "") {
+	if !c.guidKey(key) {
+		return
+	}
+	q, ok := c.queryValues(queryOptions{expand: expandable})
+	if !ok {
 		return
 	}
 	s.counters[set].Add(1)
 	s.mu.RLock()
 	var row map[string]any
-	if r := co.find(set, key); r != nil && equalFoldASCII(r.id, key) {
-		row = r.json()
+	if r := t.byID[strings.ToLower(key)]; r != nil {
+		if q.Has("$expand") {
+			row = r.jsonExpanded()
+		} else {
+			row = r.json()
+		}
 	}
 	s.mu.RUnlock()
 	if row == nil {
-		c.fail(http.StatusNotFound, "Internal_RecordNotFound", fmt.Sprintf(
-			"The %s does not exist. Identification fields and values: Id='{%s}'", set, strings.ToUpper(key)))
+		c.recordNotFound(set, key)
+		return
+	}
+	c.entity(ctxPath, row)
+}
+
+func (c *call) recordNotFound(set, id string) {
+	c.fail(http.StatusNotFound, "Internal_RecordNotFound", fmt.Sprintf(
+		"The %s does not exist. Identification fields and values: Id='{%s}'", set, strings.ToUpper(id)))
+}
+
+// serveLines serves .../companies({id})/salesOrders({orderID})/{seg}.
+func (c *call) serveLines(co *company, orderID, seg string) {
+	if !c.guidKey(orderID) {
+		return
+	}
+	s := c.s
+	order := co.tables[SetSalesOrders].byID[strings.ToLower(orderID)]
+	if order == nil {
+		c.recordNotFound(SetSalesOrders, orderID)
+		return
+	}
+	name, key, hasKey := segment(seg)
+	if name != SetSalesOrderLines {
+		c.notFound(seg)
+		return
+	}
+	ctxPath := "companies(" + co.id + ")/salesOrders(" + order.id + ")/" + SetSalesOrderLines
+	if !hasKey {
+		s.counters[SetSalesOrderLines].Add(1)
+		c.collection(listing{set: SetSalesOrderLines, parent: order.id, ctxPath: ctxPath, spec: filterSpec{delta: true}}, rowSource(order.lines))
+		return
+	}
+	if !c.guidKey(key) || !c.query(queryOptions{}) {
+		return
+	}
+	s.counters[SetSalesOrderLines].Add(1)
+	s.mu.RLock()
+	var row map[string]any
+	for _, l := range order.lines {
+		if equalFoldASCII(l.id, key) {
+			row = l.json()
+		}
+	}
+	s.mu.RUnlock()
+	if row == nil {
+		c.recordNotFound(SetSalesOrderLines, key)
 		return
 	}
 	c.entity(ctxPath, row)
@@ -244,7 +336,7 @@ func (c *call) serveODataV4(segs []string) {
 	ctxPath := "Company(" + url.PathEscape(quote(co.name)) + ")/" + service
 	if !hasKey {
 		s.counters[service].Add(1)
-		c.table(service, ctxPath, t)
+		c.collection(listing{set: service, ctxPath: ctxPath, spec: filterSpec{eqField: t.eqField}}, rowSource(t.rows))
 		return
 	}
 	code, err := unquote(lit)
@@ -252,16 +344,14 @@ func (c *call) serveODataV4(segs []string) {
 		c.fail(http.StatusBadRequest, "BadRequest_InvalidKey", "Bad key literal "+lit+": "+err.Error())
 		return
 	}
-	if !c.query(false, "") {
+	if !c.query(queryOptions{}) {
 		return
 	}
 	s.counters[service].Add(1)
 	s.mu.RLock()
 	var row map[string]any
-	for _, r := range t.rows {
-		if r.key == code {
-			row = r.json()
-		}
+	if r := t.byKey[code]; r != nil {
+		row = r.json()
 	}
 	s.mu.RUnlock()
 	if row == nil {
@@ -298,53 +388,77 @@ func isGUID(s string) bool {
 	return true
 }
 
-// table serves a collection of t, filtered and paged.
-func (c *call) table(set, ctxPath string, t *table) {
-	c.s.mu.RLock()
-	rows := make([]map[string]any, len(t.rows))
-	for i, r := range t.rows {
-		rows[i] = r.json()
+// listing describes a collection request.
+type listing struct {
+	set     string // names the collection in skip tokens
+	parent  string // the id of the row the collection hangs from, if any
+	ctxPath string
+	spec    filterSpec
+	expand  bool // $expand=salesOrderLines is accepted
+}
+
+// source is the rows of a collection, in a stable order. Read it under
+// Server.mu.
+type source interface {
+	len() int
+	match(i int, f filter) bool
+	raw(i int, expand bool) []byte // the row as served, marshalled
+}
+
+// rowSource is a collection of rows.
+type rowSource []*row
+
+func (rs rowSource) len() int                   { return len(rs) }
+func (rs rowSource) match(i int, f filter) bool { return f.match(rs[i].fields, rs[i].modified) }
+func (rs rowSource) raw(i int, expand bool) []byte {
+	if expand {
+		b, _ := json.Marshal(rs[i].jsonExpanded())
+		return b
 	}
-	c.s.mu.RUnlock()
-	c.collection(set, t.keyField, ctxPath, rows)
+	return rs[i].raw()
+}
+
+// mapSource is a collection of rows already as served (companies).
+type mapSource []map[string]any
+
+func (ms mapSource) len() int                   { return len(ms) }
+func (ms mapSource) match(i int, f filter) bool { return f.match(ms[i], time.Time{}) }
+func (ms mapSource) raw(i int, _ bool) []byte {
+	b, _ := json.Marshal(ms[i])
+	return b
 }
 
 // skipToken is the opaque state of a next link.
 type skipToken struct {
 	Set    string `json:"s"`
-	Offset int    `json:"o"`
+	Parent string `json:"p,omitempty"`
+	Offset int    `json:"o"` // index in the source of the next page's first row
 	Filter string `json:"f,omitempty"`
 }
 
-// collection serves rows filtered on filterField and paged.
-func (c *call) collection(set, filterField, ctxPath string, rows []map[string]any) {
-	q, ok := c.queryValues(true, filterField)
+// collection serves the rows of src that pass the $filter, one page at a
+// time. A next link holds the position in src, so rows changed between
+// pages are neither served twice nor skipped.
+func (c *call) collection(l listing, src source) {
+	q, ok := c.queryValues(queryOptions{filter: true, skiptoken: true, expand: l.expand})
 	if !ok {
 		return
 	}
-	filter := q.Get("$filter")
-	if filter != "" {
-		field, value, err := parseEqFilter(filter)
-		if err != nil || field != filterField {
-			if err == nil {
-				err = fmt.Errorf("bctest filters %s on '%s' only", set, filterField)
-			}
+	raw := q.Get("$filter")
+	var f filter
+	if q.Has("$filter") {
+		var err error
+		if f, err = parseFilter(raw, l.spec); err != nil {
 			c.fail(http.StatusBadRequest, "BadRequest_InvalidFilter", fmt.Sprintf(
-				"The $filter '%s' is not supported: %v.", filter, err))
+				"The $filter '%s' is not supported: %v.", raw, err))
 			return
 		}
-		kept := []map[string]any{}
-		for _, row := range rows {
-			if row[field] == value {
-				kept = append(kept, row)
-			}
-		}
-		rows = kept
 	}
+	expand := q.Has("$expand")
 	offset := 0
 	if st := q.Get("$skiptoken"); st != "" {
 		tok, err := decodeSkipToken(st)
-		if err != nil || tok.Set != set || tok.Filter != filter || tok.Offset <= 0 || tok.Offset >= len(rows) {
+		if err != nil || tok.Set != l.set || tok.Parent != l.parent || tok.Filter != raw || tok.Offset <= 0 || tok.Offset >= src.len() {
 			c.fail(http.StatusBadRequest, "BadRequest_InvalidSkipToken",
 				"The $skiptoken is not valid for this request: follow @odata.nextLink verbatim.")
 			return
@@ -356,19 +470,54 @@ func (c *call) collection(set, filterField, ctxPath string, rows []map[string]an
 		size = min(n, size)
 		c.w.Header().Set("Preference-Applied", "odata.maxpagesize="+strconv.Itoa(size))
 	}
-	end := min(offset+size, len(rows))
-	if rows == nil {
-		rows = []map[string]any{} // "value": [], never null
-	}
-	body := map[string]any{"@odata.context": c.base() + "/$metadata#" + ctxPath, "value": rows[offset:end]}
-	if end < len(rows) {
-		next := c.origin() + c.r.URL.EscapedPath() + "?"
-		if filter != "" {
-			next += "$filter=" + queryEscape(filter) + "&"
+	// The page is written from each row's marshalled JSON: marshalling
+	// maps row by row would make the fake the bottleneck of benchmarks.
+	var body bytes.Buffer
+	body.WriteString(`{"@odata.context":`)
+	body.Write(jsonString(c.base() + "/$metadata#" + l.ctxPath))
+	body.WriteString(`,"value":[`) // [], never null
+	n, next := 0, 0
+	c.s.mu.RLock()
+	for i := offset; i < src.len(); i++ {
+		if !src.match(i, f) {
+			continue
 		}
-		body["@odata.nextLink"] = next + "$skiptoken=" + encodeSkipToken(skipToken{Set: set, Offset: end, Filter: filter})
+		if n == size {
+			next = i
+			break
+		}
+		if n > 0 {
+			body.WriteByte(',')
+		}
+		body.Write(src.raw(i, expand))
+		n++
 	}
-	c.ok(body)
+	c.s.mu.RUnlock()
+	body.WriteByte(']')
+	if next > 0 {
+		link := c.origin() + c.r.URL.EscapedPath() + "?"
+		if q.Has("$filter") {
+			link += "$filter=" + queryEscape(raw) + "&"
+		}
+		if expand {
+			link += "$expand=" + SetSalesOrderLines + "&"
+		}
+		link += "$skiptoken=" + encodeSkipToken(skipToken{Set: l.set, Parent: l.parent, Offset: next, Filter: raw})
+		body.WriteString(`,"@odata.nextLink":`)
+		body.Write(jsonString(link))
+	}
+	body.WriteByte('}')
+	c.w.Header().Set("OData-Version", "4.0")
+	c.w.Header().Set("request-id", c.corr)
+	c.w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	c.w.WriteHeader(http.StatusOK)
+	_, _ = c.w.Write(body.Bytes())
+}
+
+// jsonString marshals a string.
+func jsonString(s string) []byte {
+	b, _ := json.Marshal(s)
+	return b
 }
 
 // entity serves one row.
@@ -377,10 +526,13 @@ func (c *call) entity(ctxPath string, row map[string]any) {
 	c.ok(row)
 }
 
-func (c *call) ok(body any) {
+func (c *call) ok(body any) { c.reply(http.StatusOK, body) }
+
+// reply writes a successful answer.
+func (c *call) reply(status int, body any) {
 	c.w.Header().Set("OData-Version", "4.0")
 	c.w.Header().Set("request-id", c.corr)
-	writeJSON(c.w, http.StatusOK, body)
+	writeJSON(c.w, status, body)
 }
 
 // base is the absolute URL of the API root the request used:
@@ -403,15 +555,21 @@ func (c *call) origin() string {
 	return scheme + "://" + c.r.Host
 }
 
-// query checks the query of a request that takes no options.
-func (c *call) query(collection bool, filterField string) bool {
-	_, ok := c.queryValues(collection, filterField)
+// queryOptions are the query options a request accepts.
+type queryOptions struct {
+	filter, skiptoken bool
+	expand            bool // $expand=salesOrderLines
+}
+
+// query checks the query of a request.
+func (c *call) query(allowed queryOptions) bool {
+	_, ok := c.queryValues(allowed)
 	return ok
 }
 
-// queryValues parses the query strictly: only $filter (where filterField is
-// set) and $skiptoken (on collections), each at most once.
-func (c *call) queryValues(collection bool, filterField string) (url.Values, bool) {
+// queryValues parses the query strictly: only the options allowed, each at
+// most once.
+func (c *call) queryValues(allowed queryOptions) (url.Values, bool) {
 	q, err := url.ParseQuery(c.r.URL.RawQuery)
 	if err != nil {
 		c.fail(http.StatusBadRequest, "BadRequest_InvalidRequestUrl", "The query string is malformed: "+err.Error())
@@ -423,9 +581,14 @@ func (c *call) queryValues(collection bool, filterField string) (url.Values, boo
 			c.fail(http.StatusBadRequest, "BadRequest_NotSupported", fmt.Sprintf(
 				"The query option '%s' is not supported by bctest: page with Prefer: odata.maxpagesize and follow @odata.nextLink.", k))
 			return nil, false
-		case k == "$filter" && collection && filterField != "", k == "$skiptoken" && collection:
+		case k == "$filter" && allowed.filter, k == "$skiptoken" && allowed.skiptoken, k == "$expand" && allowed.expand:
 			if len(v) != 1 {
 				c.fail(http.StatusBadRequest, "BadRequest_InvalidRequestUrl", "The query option '"+k+"' is given more than once.")
+				return nil, false
+			}
+			if k == "$expand" && v[0] != SetSalesOrderLines {
+				c.fail(http.StatusBadRequest, "BadRequest_NotSupported", fmt.Sprintf(
+					"The $expand '%s' is not supported: bctest expands salesOrderLines only.", v[0]))
 				return nil, false
 			}
 		default:
@@ -451,16 +614,6 @@ func maxPageSize(prefer []string) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-// parseEqFilter parses "<field> eq '<literal>'".
-func parseEqFilter(expr string) (field, value string, err error) {
-	f := strings.SplitN(strings.TrimSpace(expr), " ", 3)
-	if len(f) != 3 || f[1] != "eq" || f[0] == "" {
-		return "", "", fmt.Errorf("expected <field> eq '<value>'")
-	}
-	value, err = unquote(strings.TrimSpace(f[2]))
-	return f[0], value, err
 }
 
 // unquote parses an OData string literal: in single quotes, inner quotes

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,23 @@ const (
 	DefaultShipmentMethods   = 20
 	DefaultCustomers         = 200
 	DefaultPriceGroups       = 10
+	DefaultItems             = 30
+	DefaultSalesOrders       = 20
+	DefaultLinesPerOrder     = 3
 	DefaultPriceGroupService = "CustomerPriceGroups"
+	// BC's per-app limits (business-central.md, "Operational limits").
+	DefaultMaxConcurrent    = 5
+	DefaultMaxQueued        = 95
+	DefaultMaxQueueWait     = 8 * time.Minute
+	DefaultBudget           = 6000
+	DefaultBudgetWindow     = 5 * time.Minute
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultMaxSubscriptions = 200
+	// SubscriptionLifetime is how long a webhook subscription lives after
+	// it is created or renewed.
+	SubscriptionLifetime = 3 * 24 * time.Hour
+	// MaxClientState is the longest clientState a subscription accepts.
+	MaxClientState = 2048
 	// MaxPageSize is BC's largest page, the default and cap of
 	// Options.MaxPageSize.
 	MaxPageSize = 20000
@@ -36,6 +53,16 @@ const (
 	SetLocations       = "locations"
 	SetShipmentMethods = "shipmentMethods"
 	SetCustomers       = "customers"
+	SetItems           = "items"
+	SetSalesOrders     = "salesOrders"
+	// SetSalesOrderLines is served under a sales order:
+	// companies({id})/salesOrders({id})/salesOrderLines, and inline with
+	// $expand=salesOrderLines.
+	SetSalesOrderLines = "salesOrderLines"
+	// SetSubscriptions is the webhook subscription set,
+	// .../api/v2.0/subscriptions (not under a company). It counts in
+	// Stats.DataRequests.
+	SetSubscriptions = "subscriptions"
 )
 
 // Options configure a Server. The zero value of a field means its default.
@@ -54,9 +81,14 @@ type Options struct {
 	// TokenLifetime is the expires_in of issued tokens, rounded up to whole
 	// seconds. Default 3599s.
 	TokenLifetime time.Duration
-	// Rows generated per entity set. Defaults 50, 20, 200 and 10; a
+	// Rows generated per entity set. Defaults 50, 20, 200, 10, 30 and 20;
+	// a negative count means none. Sales orders reference customers and
+	// are generated only when there are customers.
+	Locations, ShipmentMethods, Customers, PriceGroups, Items, SalesOrders int
+	// LinesPerOrder is the number of lines of every sales order, each
+	// referencing an item (none when there are no items). Default 3; a
 	// negative count means none.
-	Locations, ShipmentMethods, Customers, PriceGroups int
+	LinesPerOrder int
 	// MaxPageSize is the page size when the client sends no
 	// "Prefer: odata.maxpagesize" and the cap on what it asks. Default and
 	// maximum MaxPageSize (20000).
@@ -66,6 +98,45 @@ type Options struct {
 	PriceGroupService string
 	// Seed makes the generated data set; the same seed, the same data.
 	Seed int64
+
+	// BC's limits, per app registration (client id); they apply to BC API
+	// requests that carry a valid token, not to the token endpoint nor to
+	// requests rejected with 401 or failed by FailNext. For each, zero
+	// means the default and a negative value disables the limit.
+	//
+	// MaxConcurrent requests are served at once (default 5); up to
+	// MaxQueued more wait for a slot, first in first out (default 95;
+	// negative: no bound); a request beyond that is answered 429
+	// Application_TooManyRequests at once. A request that waited
+	// MaxQueueWait (default 8 minutes) without a slot is answered 503. A
+	// request whose client goes away while queued leaves the queue.
+	MaxConcurrent, MaxQueued int
+	MaxQueueWait             time.Duration
+	// Budget is the number of requests accepted in any BudgetWindow, a
+	// sliding window (defaults 6000 and 5 minutes; a negative value of
+	// either disables the budget). A request beyond it is answered 429
+	// Application_TooManyRequests with Retry-After: the seconds, rounded
+	// up, until the oldest request in the window leaves it. Requests
+	// refused by the budget do not count in it; requests refused later by
+	// the queue do. The window is read from Now.
+	Budget       int
+	BudgetWindow time.Duration
+
+	// HandshakeTimeout bounds the validation call to a webhook's
+	// notificationUrl. Default 5s.
+	HandshakeTimeout time.Duration
+	// MaxSubscriptions is the number of live webhook subscriptions in the
+	// environment. Default 200; negative: no bound.
+	MaxSubscriptions int
+	// HTTPClient makes the handshake calls and the notifications. Default:
+	// a client that does not follow redirects (a redirect fails the
+	// handshake). Pass httptest.Server.Client() to reach a TLS test server.
+	HTTPClient *http.Client
+
+	// Now is the clock of token expiry, lastModifiedDateTime of changed
+	// rows, subscription expiry and the budget window. Default time.Now.
+	// The wait in the queue and SetLatency use real time.
+	Now func() time.Time
 }
 
 func (o *Options) setDefaults() {
@@ -95,6 +166,34 @@ func (o *Options) setDefaults() {
 	count(&o.ShipmentMethods, DefaultShipmentMethods)
 	count(&o.Customers, DefaultCustomers)
 	count(&o.PriceGroups, DefaultPriceGroups)
+	count(&o.Items, DefaultItems)
+	count(&o.SalesOrders, DefaultSalesOrders)
+	count(&o.LinesPerOrder, DefaultLinesPerOrder)
+	limit := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
+	}
+	limit(&o.MaxConcurrent, DefaultMaxConcurrent)
+	limit(&o.MaxQueued, DefaultMaxQueued)
+	limit(&o.Budget, DefaultBudget)
+	limit(&o.MaxSubscriptions, DefaultMaxSubscriptions)
+	dur := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	dur(&o.MaxQueueWait, DefaultMaxQueueWait)
+	dur(&o.BudgetWindow, DefaultBudgetWindow)
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	if o.MaxPageSize <= 0 || o.MaxPageSize > MaxPageSize {
 		o.MaxPageSize = MaxPageSize
 	}
@@ -106,6 +205,8 @@ type Server struct {
 	handler  http.Handler
 	hs       *httptest.Server
 	counters map[string]*atomic.Int64 // data requests by entity set; keys fixed at New
+	limits   *limiter                 // the one app registration's limits
+	userID   string                   // the app's user, the userId of subscriptions
 
 	mu        sync.RWMutex // guards the fields below
 	companies []*company   // the first holds the data
@@ -113,13 +214,19 @@ type Server struct {
 	fail      failure
 	secretExp bool
 	disabled  bool
+	subs      []*subscription // live or expired, in creation order
 
-	latency      atomic.Int64 // time.Duration
-	tokenReqs    atomic.Int64
-	tokensIssued atomic.Int64
-	apiReqs      atomic.Int64
-	unauthorized atomic.Int64
-	failures     atomic.Int64
+	latency       atomic.Int64 // time.Duration
+	tokenReqs     atomic.Int64
+	tokensIssued  atomic.Int64
+	apiReqs       atomic.Int64
+	unauthorized  atomic.Int64
+	failures      atomic.Int64
+	serving       atomic.Int64 // requests in the served section now
+	peak          atomic.Int64
+	queued        atomic.Int64
+	throttled     atomic.Int64
+	queueTimeouts atomic.Int64
 }
 
 type failure struct {
@@ -137,8 +244,11 @@ func New(opts Options) *Server {
 		opts:     opts,
 		tokens:   make(map[string]time.Time),
 		counters: make(map[string]*atomic.Int64),
+		limits:   newLimiter(opts),
+		userID:   hashGUID("user:" + strings.ToLower(opts.ClientID)),
 	}
-	for _, set := range []string{SetCompanies, SetLocations, SetShipmentMethods, SetCustomers, opts.PriceGroupService} {
+	for _, set := range []string{SetCompanies, SetLocations, SetShipmentMethods, SetCustomers,
+		SetItems, SetSalesOrders, SetSalesOrderLines, SetSubscriptions, opts.PriceGroupService} {
 		s.counters[set] = new(atomic.Int64)
 	}
 	s.companies = generate(opts)
@@ -214,6 +324,15 @@ func (s *Server) CustomerNumbers() []string { return s.keys(SetCustomers) }
 // PriceGroupCodes returns every customer price group code, in order.
 func (s *Server) PriceGroupCodes() []string { return s.keys(s.opts.PriceGroupService) }
 
+// ItemNumbers returns every item number, in order.
+func (s *Server) ItemNumbers() []string { return s.keys(SetItems) }
+
+// SalesOrderNumbers returns every sales order number, in order.
+func (s *Server) SalesOrderNumbers() []string { return s.keys(SetSalesOrders) }
+
+// now reads the clock of Options.Now.
+func (s *Server) now() time.Time { return s.opts.Now() }
+
 func (s *Server) keys(set string) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -226,8 +345,9 @@ func (s *Server) keys(set string) []string {
 }
 
 // Rows returns a copy of every row of an entity set (SetLocations,
-// SetShipmentMethods, SetCustomers or the price group service name), in
-// order, as served (with "@odata.etag").
+// SetShipmentMethods, SetCustomers, SetItems, SetSalesOrders,
+// SetSalesOrderLines or the price group service name), in order, as served
+// (with "@odata.etag"; sales orders without their lines).
 func (s *Server) Rows(set string) []map[string]any {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -243,7 +363,7 @@ func (s *Server) Rows(set string) []map[string]any {
 }
 
 // Record returns a copy of the row of set whose key (code, number) or id is
-// key.
+// key. Sales order lines are found by id.
 func (s *Server) Record(set, key string) (map[string]any, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -255,8 +375,9 @@ func (s *Server) Record(set, key string) (map[string]any, bool) {
 
 // Update changes the row of set whose key (code, number) or id is key: fn
 // edits its fields (not "id" nor the key field), then its
-// lastModifiedDateTime and @odata.etag move on. It reports whether the row
-// exists.
+// lastModifiedDateTime (from Options.Now) and @odata.etag move on. It
+// reports whether the row exists. A sales order line is found by its id;
+// changing it does not change its order.
 func (s *Server) Update(set, key string, fn func(fields map[string]any)) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -265,22 +386,23 @@ func (s *Server) Update(set, key string, fn func(fields map[string]any)) bool {
 		return false
 	}
 	fn(r.fields)
-	r.touch(time.Now())
+	r.touch(s.now())
 	return true
 }
 
 // Rename changes the code (or number) of a record, as BC's Rename does, and
-// reports whether key was found. The new key must not be taken.
+// reports whether key was found. The new key must not be taken. Sales
+// order lines, keyed by id, cannot be renamed.
 func (s *Server) Rename(set, key, newKey string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.companies[0]
 	r := c.find(set, key)
-	if r == nil || newKey == "" || c.find(set, newKey) != nil {
+	if r == nil || r.keyField == "id" || newKey == "" || c.find(set, newKey) != nil {
 		return false
 	}
-	r.key = newKey
-	r.touch(time.Now())
+	c.tables[set].rekey(r, newKey)
+	r.touch(s.now())
 	return true
 }
 
@@ -301,7 +423,8 @@ func (s *Server) FailNext(n int, status int, retryAfter time.Duration) {
 }
 
 // SetLatency delays every BC API request by d (the wait ends early if the
-// client goes away).
+// client goes away). An admitted request waits while it holds its slot, so
+// latency makes requests queue behind MaxConcurrent.
 func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 
 // ExpireTokens makes every token issued so far expired: the BC API rejects
@@ -342,22 +465,44 @@ type Stats struct {
 	Unauthorized int64
 	// Failures counts the answers injected by FailNext.
 	Failures int64
+	// PeakConcurrent is the most BC API requests seen in the served
+	// section (past the limits) at once.
+	PeakConcurrent int64
+	// Queued counts requests that joined the queue to wait for a slot.
+	Queued int64
+	// Serving and Waiting are gauges, not counters: the requests in the
+	// served section and in the queue now. ResetStats leaves them.
+	Serving, Waiting int64
+	// Throttled counts the 429s of the limits (budget and queue), not
+	// those injected by FailNext.
+	Throttled int64
+	// QueueTimeouts counts the 503s of requests that waited MaxQueueWait.
+	QueueTimeouts int64
 	// DataRequests counts, by entity set ("companies", "locations",
-	// "shipmentMethods", "customers" and the price group service name), the
-	// requests that passed authentication and failure injection and reached
-	// the set: one per page of a list.
+	// "shipmentMethods", "customers", "items", "salesOrders",
+	// "salesOrderLines", "subscriptions" and the price group service
+	// name), the requests that passed authentication, failure injection and
+	// the limits and reached the set: one per page of a list.
+	// salesOrderLines counts requests to the lines endpoint, not
+	// $expand.
 	DataRequests map[string]int64
 }
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		TokenRequests: s.tokenReqs.Load(),
-		TokensIssued:  s.tokensIssued.Load(),
-		APIRequests:   s.apiReqs.Load(),
-		Unauthorized:  s.unauthorized.Load(),
-		Failures:      s.failures.Load(),
-		DataRequests:  make(map[string]int64, len(s.counters)),
+		TokenRequests:  s.tokenReqs.Load(),
+		TokensIssued:   s.tokensIssued.Load(),
+		APIRequests:    s.apiReqs.Load(),
+		Unauthorized:   s.unauthorized.Load(),
+		Failures:       s.failures.Load(),
+		PeakConcurrent: s.peak.Load(),
+		Queued:         s.queued.Load(),
+		Serving:        s.serving.Load(),
+		Waiting:        int64(s.limits.waiting()),
+		Throttled:      s.throttled.Load(),
+		QueueTimeouts:  s.queueTimeouts.Load(),
+		DataRequests:   make(map[string]int64, len(s.counters)),
 	}
 	for set, c := range s.counters {
 		st.DataRequests[set] = c.Load()
@@ -365,9 +510,11 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// ResetStats sets every counter to zero.
+// ResetStats sets every counter to zero. It does not reset the limits: the
+// budget window keeps its requests.
 func (s *Server) ResetStats() {
-	for _, c := range []*atomic.Int64{&s.tokenReqs, &s.tokensIssued, &s.apiReqs, &s.unauthorized, &s.failures} {
+	for _, c := range []*atomic.Int64{&s.tokenReqs, &s.tokensIssued, &s.apiReqs, &s.unauthorized, &s.failures,
+		&s.peak, &s.queued, &s.throttled, &s.queueTimeouts} {
 		c.Store(0)
 	}
 	for _, c := range s.counters {

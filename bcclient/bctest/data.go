@@ -2,12 +2,14 @@ package bctest
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,13 +26,45 @@ type company struct {
 	tables   map[string]*table // by entity set (API v2.0) or service name (OData V4)
 }
 
-// table is one entity set.
+// table is one entity set. Rows are never added nor removed after
+// generation, so an index into rows is stable (next links rely on it).
 type table struct {
-	keyField string // "code", "number" or "Code"
+	keyField string // "code", "number", "Code", or "id" for lines
+	eqField  string // the field $filter accepts "eq" on; "" for none
 	rows     []*row // in key order
+	byKey    map[string]*row
+	byID     map[string]*row // by lower-case id
 }
 
-// row is one record. fields holds everything served except @odata.etag.
+func newTable(keyField, eqField string) *table {
+	return &table{keyField: keyField, eqField: eqField, byKey: map[string]*row{}, byID: map[string]*row{}}
+}
+
+func (t *table) add(r *row) {
+	t.rows = append(t.rows, r)
+	t.byKey[r.key] = r
+	if r.id != "" {
+		t.byID[strings.ToLower(r.id)] = r
+	}
+}
+
+// rekey changes the key of r.
+func (t *table) rekey(r *row, key string) {
+	delete(t.byKey, r.key)
+	r.key = key
+	t.byKey[key] = r
+}
+
+// find returns the row whose key or id is key.
+func (t *table) find(key string) *row {
+	if r := t.byKey[key]; r != nil {
+		return r
+	}
+	return t.byID[strings.ToLower(key)]
+}
+
+// row is one record. fields holds everything served except @odata.etag
+// and the lines of a sales order.
 type row struct {
 	id       string // SystemId; not served for OData V4 rows
 	key      string
@@ -38,7 +72,21 @@ type row struct {
 	fields   map[string]any
 	version  int
 	modified time.Time
-	api      bool // an API v2.0 row, which serves id and lastModifiedDateTime
+	api      bool   // an API v2.0 row, which serves id and lastModifiedDateTime
+	lines    []*row // a sales order's lines, in sequence order
+	// cache holds json() marshalled, filled by readers (under Server.mu
+	// read-locked) and cleared by touch (under Server.mu locked).
+	cache atomic.Pointer[[]byte]
+}
+
+// raw returns the row as served, marshalled. Call it with Server.mu held.
+func (r *row) raw() []byte {
+	if p := r.cache.Load(); p != nil {
+		return *p
+	}
+	b, _ := json.Marshal(r.json())
+	r.cache.Store(&b)
+	return b
 }
 
 // json returns the row as served.
@@ -48,10 +96,25 @@ func (r *row) json() map[string]any {
 	return m
 }
 
-// etag is a weak ETag in BC's form: W/"<base64 of '<len>;<number>;00;'>".
-func (r *row) etag() string {
+// jsonExpanded returns a sales order with its lines inline, as
+// $expand=salesOrderLines serves it.
+func (r *row) jsonExpanded() map[string]any {
+	m := r.json()
+	lines := make([]map[string]any, len(r.lines))
+	for i, l := range r.lines {
+		lines[i] = l.json()
+	}
+	m[SetSalesOrderLines] = lines
+	return m
+}
+
+func (r *row) etag() string { return etagOf(r.id, r.version) }
+
+// etagOf is a weak ETag in BC's form, W/"<base64 of '<len>;<number>;00;'>",
+// of one version of a record.
+func etagOf(id string, version int) string {
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%s:%d", r.id, r.version)
+	fmt.Fprintf(h, "%s:%d", id, version)
 	n := strconv.FormatUint(h.Sum64(), 10)
 	return `W/"` + base64.StdEncoding.EncodeToString([]byte("'"+strconv.Itoa(len(n))+";"+n+";00;'")) + `"`
 }
@@ -65,6 +128,7 @@ func (r *row) touch(now time.Time) {
 	}
 	r.modified = t
 	r.version++
+	r.cache.Store(nil)
 	if r.api {
 		r.fields["id"] = r.id
 		r.fields["lastModifiedDateTime"] = t.Format(timeLayout)
@@ -77,12 +141,7 @@ func (c *company) find(set, key string) *row {
 	if t == nil {
 		return nil
 	}
-	for _, r := range t.rows {
-		if r.key == key || r.id != "" && equalFoldASCII(r.id, key) {
-			return r
-		}
-	}
-	return nil
+	return t.find(key)
 }
 
 // gen generates one data set deterministically.
@@ -183,10 +242,13 @@ func generate(o Options) []*company {
 	for i, name := range names {
 		c := &company{id: g.guid(), name: name, created: g.base.Add(-time.Duration(i+1) * 24 * time.Hour)}
 		c.tables = map[string]*table{
-			SetShipmentMethods:  {keyField: "code"},
-			SetLocations:        {keyField: "code"},
-			SetCustomers:        {keyField: "number"},
-			o.PriceGroupService: {keyField: "Code"},
+			SetShipmentMethods:  newTable("code", "code"),
+			SetLocations:        newTable("code", "code"),
+			SetCustomers:        newTable("number", "number"),
+			SetItems:            newTable("number", "number"),
+			SetSalesOrders:      newTable("number", "number"),
+			SetSalesOrderLines:  newTable("id", ""),
+			o.PriceGroupService: newTable("Code", "Code"),
 		}
 		companies = append(companies, c)
 	}
@@ -198,8 +260,7 @@ func generate(o Options) []*company {
 			name += " " + strconv.Itoa(i)
 		}
 		code := fmt.Sprintf("SM%03d", i)
-		t[SetShipmentMethods].rows = append(t[SetShipmentMethods].rows,
-			g.newRow("code", code, true, map[string]any{"displayName": name}))
+		t[SetShipmentMethods].add(g.newRow("code", code, true, map[string]any{"displayName": name}))
 	}
 
 	for i := 1; i <= o.Locations; i++ {
@@ -211,7 +272,7 @@ func generate(o Options) []*company {
 		f["phoneNumber"] = g.phone()
 		f["email"] = strings.ToLower(code) + "@cronus.example.com"
 		f["website"] = ""
-		t[SetLocations].rows = append(t[SetLocations].rows, g.newRow("code", code, true, f))
+		t[SetLocations].add(g.newRow("code", code, true, f))
 	}
 
 	paymentTerms := []string{g.guid(), g.guid(), g.guid()}
@@ -248,7 +309,7 @@ func generate(o Options) []*company {
 		if g.r.IntN(10) == 0 {
 			f["blocked"] = pick(g, []string{"Ship", "Invoice", "All"})
 		}
-		t[SetCustomers].rows = append(t[SetCustomers].rows, g.newRow("number", number, true, f))
+		t[SetCustomers].add(g.newRow("number", number, true, f))
 	}
 
 	for i := 1; i <= o.PriceGroups; i++ {
@@ -257,12 +318,154 @@ func generate(o Options) []*company {
 		if i > len(priceGroupNames) {
 			desc += " " + strconv.Itoa(i)
 		}
-		t[o.PriceGroupService].rows = append(t[o.PriceGroupService].rows, g.newRow("Code", code, false, map[string]any{
+		t[o.PriceGroupService].add(g.newRow("Code", code, false, map[string]any{
 			"Description":        desc + " customers",
 			"Allow_Invoice_Disc": true, "Allow_Line_Disc": true, "Price_Includes_VAT": false,
 		}))
 	}
+
+	// Items and sales orders come last, so that adding them left the
+	// data generated before them unchanged for a given seed.
+	for i := 1; i <= o.Items; i++ {
+		t[SetItems].add(g.item(fmt.Sprintf("I%05d", i)))
+	}
+	if customers := t[SetCustomers].rows; len(customers) > 0 {
+		for i := 1; i <= o.SalesOrders; i++ {
+			order := g.salesOrder(fmt.Sprintf("S-ORD%06d", 101000+i), pick(g, customers), t[SetItems].rows, o.LinesPerOrder)
+			t[SetSalesOrders].add(order)
+			for _, l := range order.lines {
+				t[SetSalesOrderLines].add(l)
+			}
+		}
+	}
 	return companies
+}
+
+var (
+	itemAdjectives = []string{"ATHENS", "PARIS", "ROME", "TOKYO", "MEXICO", "MUNICH", "SEOUL", "SYDNEY", "BERLIN", "LONDON"}
+	itemProducts   = []string{"Desk", "Guest Chair, black", "Swivel Chair, blue", "Whiteboard", "Lamp",
+		"Storage Unit", "Conference Table", "Mobile Pedestal", "Bookcase", "Side Board"}
+	itemServices   = []string{"Installation", "Consulting Hour", "Assembly", "Delivery Service", "Training Day"}
+	itemCategories = []string{"FURNITURE", "CHAIR", "DESK", "TABLE", "MISC", ""}
+)
+
+// cents turns a number of cents into currency units.
+func cents(n int64) float64 { return float64(n) / 100 }
+
+// gtin returns a random GTIN-13 with its check digit.
+func (g *gen) gtin() string {
+	var b [13]byte
+	sum := 0
+	for i := 0; i < 12; i++ {
+		d := g.r.IntN(10)
+		if i == 0 {
+			d = 1 + g.r.IntN(9)
+		}
+		b[i] = byte('0' + d)
+		if i%2 == 1 {
+			d *= 3
+		}
+		sum += d
+	}
+	b[12] = byte('0' + (10-sum%10)%10)
+	return string(b[:])
+}
+
+// item generates one item.
+func (g *gen) item(number string) *row {
+	f := map[string]any{}
+	switch n := g.r.IntN(10); {
+	case n < 7:
+		f["type"] = "Inventory"
+		f["displayName"] = pick(g, itemAdjectives) + " " + pick(g, itemProducts)
+		f["itemCategoryCode"] = pick(g, itemCategories)
+		f["gtin"] = g.gtin()
+		f["inventory"] = float64(g.r.IntN(500))
+		f["baseUnitOfMeasureCode"] = pick(g, []string{"PCS", "PCS", "BOX"})
+	case n < 9:
+		f["type"] = "Service"
+		f["displayName"] = pick(g, itemServices)
+		f["itemCategoryCode"] = ""
+		f["gtin"] = ""
+		f["inventory"] = 0.0
+		f["baseUnitOfMeasureCode"] = "HOUR"
+	default:
+		f["type"] = "Non-Inventory"
+		f["displayName"] = pick(g, itemAdjectives) + " " + pick(g, itemProducts) + " (drop ship)"
+		f["itemCategoryCode"] = "MISC"
+		f["gtin"] = ""
+		f["inventory"] = 0.0
+		f["baseUnitOfMeasureCode"] = "PCS"
+	}
+	price := int64(500 + g.r.IntN(200_000))
+	f["unitPrice"] = cents(price)
+	f["unitCost"] = cents(price * int64(55+g.r.IntN(30)) / 100)
+	f["priceIncludesTax"] = false
+	f["blocked"] = g.r.IntN(15) == 0
+	return g.newRow("number", number, true, f)
+}
+
+// salesOrder generates one sales order of customer with lines of items.
+func (g *gen) salesOrder(number string, customer *row, items []*row, lines int) *row {
+	c := customer.fields
+	name := c["displayName"]
+	f := map[string]any{
+		"externalDocumentNumber": "",
+		"customerId":             customer.id, "customerNumber": customer.key, "customerName": name,
+		"billToCustomerId": customer.id, "billToCustomerNumber": customer.key, "billToName": name,
+		"billToAddressLine1": c["addressLine1"], "billToAddressLine2": c["addressLine2"],
+		"billToCity": c["city"], "billToState": c["state"], "billToCountry": c["country"], "billToPostCode": c["postalCode"],
+		"shipToName": name, "shipToContact": "",
+		"shipToAddressLine1": c["addressLine1"], "shipToAddressLine2": c["addressLine2"],
+		"shipToCity": c["city"], "shipToState": c["state"], "shipToCountry": c["country"], "shipToPostCode": c["postalCode"],
+		"currencyCode": c["currencyCode"],
+		"status":       pick(g, []string{"Draft", "Open", "Open", "Released", "Released"}),
+	}
+	if g.r.IntN(2) == 0 {
+		f["externalDocumentNumber"] = fmt.Sprintf("PO-%05d", g.r.IntN(100000))
+	}
+	if g.r.IntN(4) == 0 { // shipped elsewhere
+		a := map[string]any{}
+		g.address(a)
+		f["shipToName"] = pick(g, firstNames) + " " + pick(g, lastNames)
+		f["shipToContact"] = f["shipToName"]
+		f["shipToAddressLine1"], f["shipToAddressLine2"] = a["addressLine1"], a["addressLine2"]
+		f["shipToCity"], f["shipToState"], f["shipToPostCode"] = a["city"], a["state"], a["postalCode"]
+	}
+	date := g.base.AddDate(0, 0, g.r.IntN(90))
+	f["orderDate"] = date.Format(time.DateOnly)
+	f["postingDate"] = f["orderDate"]
+	order := g.newRow("number", number, true, f)
+
+	taxPercent := int64(0)
+	if c["taxLiable"] == true {
+		taxPercent = 8
+	}
+	var excl, incl int64
+	for j := 0; j < lines && len(items) > 0; j++ {
+		it := pick(g, items)
+		qty := int64(1 + g.r.IntN(20))
+		price := int64(it.fields["unitPrice"].(float64)*100 + 0.5)
+		lineExcl := qty * price
+		lineIncl := lineExcl + (lineExcl*taxPercent+50)/100
+		excl += lineExcl
+		incl += lineIncl
+		id := g.guid()
+		l := &row{id: id, key: id, keyField: "id", api: true, version: 1, modified: order.modified, fields: map[string]any{
+			"documentId": order.id, "sequence": (j + 1) * 10000, "itemId": it.id,
+			"lineType": "Item", "lineObjectNumber": it.key, "description": it.fields["displayName"],
+			"unitOfMeasureCode": it.fields["baseUnitOfMeasureCode"],
+			"quantity":          float64(qty), "unitPrice": cents(price), "taxPercent": float64(taxPercent),
+			"amountExcludingTax": cents(lineExcl), "amountIncludingTax": cents(lineIncl),
+		}}
+		l.fields["id"] = id
+		l.fields["lastModifiedDateTime"] = l.modified.Format(timeLayout)
+		order.lines = append(order.lines, l)
+	}
+	f["totalAmountExcludingTax"] = cents(excl)
+	f["totalTaxAmount"] = cents(incl - excl)
+	f["totalAmountIncludingTax"] = cents(incl)
+	return order
 }
 
 // json returns the company row as served by companies.
@@ -286,6 +489,14 @@ func randomToken() string {
 		b[i] = byte(rand.UintN(256))
 	}
 	return "bctest." + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// hashGUID returns a GUID made from s, the same for the same s.
+func hashGUID(s string) string {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	g := &gen{r: rand.New(rand.NewPCG(h.Sum64(), 0x2545f4914f6cdd1d))}
+	return g.guid()
 }
 
 // newGUID returns a random GUID (for correlation and trace ids).

@@ -75,7 +75,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tenant strin
 			"The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope %s is not valid.",
 			form.Get("scope")))
 	default:
-		tok, lifetime := s.issue(time.Now())
+		tok, lifetime := s.issue(s.now())
 		s.tokensIssued.Add(1)
 		secs := int(lifetime / time.Second)
 		w.Header().Set("Cache-Control", "no-store, no-cache")

@@ -1,0 +1,59 @@
+package bctest_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/bcsync/bcsync/bcclient/bctest"
+)
+
+// BenchmarkListCustomers lists 100,000 customers in pages of 1,000 through
+// the fake, to show what the fake itself costs a client benchmark.
+func BenchmarkListCustomers(b *testing.B) {
+	s := bctest.NewServer(bctest.Options{Customers: 100_000, Budget: -1})
+	defer s.Close()
+	resp, err := http.PostForm(s.TokenURL(), map[string][]string{
+		"grant_type": {"client_credentials"}, "client_id": {s.ClientID()},
+		"client_secret": {s.ClientSecret()}, "scope": {bctest.Scope},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var tb struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tb)
+	resp.Body.Close()
+	first := s.URL() + "/v2.0/" + s.TenantID() + "/" + s.Environment() + "/api/v2.0/companies(" + s.CompanyID() + ")/customers"
+	b.ResetTimer()
+	for b.Loop() {
+		rows := 0
+		for next := first; next != ""; {
+			req, _ := http.NewRequest(http.MethodGet, next, nil)
+			req.Header.Set("Authorization", "Bearer "+tb.AccessToken)
+			req.Header.Set("Prefer", "odata.maxpagesize=1000")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var page struct {
+				Value    []json.RawMessage `json:"value"`
+				NextLink string            `json:"@odata.nextLink"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&page)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows += len(page.Value)
+			next = page.NextLink
+		}
+		if rows != 100_000 {
+			b.Fatalf("%d rows", rows)
+		}
+	}
+	b.ReportMetric(float64(b.N*100_000)/b.Elapsed().Seconds(), "records/s")
+}
