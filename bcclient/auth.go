@@ -82,7 +82,23 @@ func (c Credentials) TokenURL() string {
 //
 // ctx is used by every token request and should live as long as the source.
 // Token errors are *TokenError when Entra answered, with the secret redacted.
+//
+// The source implements TokenInvalidator, so that a Client that gets a 401
+// from BC drops the rejected token and fetches a new one.
 func NewTokenSource(ctx context.Context, c Credentials) oauth2.TokenSource {
+	fetch, err := c.Fetcher()
+	if err != nil {
+		return errTokenSource{err}
+	}
+	return &earlyRefresh{fetch: func() (*oauth2.Token, error) { return fetch(ctx) }}
+}
+
+// Fetcher returns a function that asks Entra for a new token on every call
+// (client credentials grant, credentials in the form body), without caching:
+// for a cache of one's own, such as the fleet's shared token cache. Its
+// errors are *TokenError when Entra answered, with the secret redacted. It
+// fails at once when TenantID or ClientID is missing.
+func (c Credentials) Fetcher() (func(ctx context.Context) (*oauth2.Token, error), error) {
 	if c.Scope == "" {
 		c.Scope = DefaultScope
 	}
@@ -94,13 +110,12 @@ func NewTokenSource(ctx context.Context, c Credentials) oauth2.TokenSource {
 		missing = append(missing, errors.New("bcclient: credentials: ClientID is required"))
 	}
 	if err := errors.Join(missing...); err != nil {
-		return errTokenSource{err}
+		return nil, &configError{err}
 	}
 	hc := c.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: DefaultTokenTimeout}
 	}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
 	cc := &clientcredentials.Config{
 		ClientID:     c.ClientID,
 		ClientSecret: c.ClientSecret,
@@ -108,9 +123,9 @@ func NewTokenSource(ctx context.Context, c Credentials) oauth2.TokenSource {
 		Scopes:       []string{c.Scope},
 		AuthStyle:    oauth2.AuthStyleInParams,
 	}
-	return &earlyRefresh{fetch: func() (*oauth2.Token, error) {
+	return func(ctx context.Context) (*oauth2.Token, error) {
 		// Config.Token fetches a new token on every call.
-		t, err := cc.Token(ctx)
+		t, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, hc))
 		if err != nil {
 			var re *oauth2.RetrieveError
 			if errors.As(err, &re) {
@@ -119,8 +134,21 @@ func NewTokenSource(ctx context.Context, c Credentials) oauth2.TokenSource {
 			return nil, fmt.Errorf("bcclient: token request: %w", err)
 		}
 		return t, nil
-	}}
+	}, nil
 }
+
+// TokenInvalidator is implemented by a token source that caches tokens and
+// can drop one that BC rejected (HTTP 401), so that the next Token call
+// fetches a new one. Invalidate must drop the cached token only if it is
+// still tok: when several requests fail with the same token at once, the
+// first one's Invalidate causes one new token and the others' do nothing.
+// It must be safe for concurrent use. The source of NewTokenSource
+// implements it; a Client whose token source does not retries no 401.
+type TokenInvalidator interface {
+	Invalidate(tok *oauth2.Token)
+}
+
+var _ TokenInvalidator = (*earlyRefresh)(nil)
 
 type errTokenSource struct{ err error }
 
@@ -156,6 +184,18 @@ func (s *earlyRefresh) Token() (*oauth2.Token, error) {
 		s.refreshAt = t.Expiry.Add(-max(early, 0))
 	}
 	return t, nil
+}
+
+// Invalidate implements TokenInvalidator.
+func (s *earlyRefresh) Invalidate(tok *oauth2.Token) {
+	if tok == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tok != nil && s.tok.AccessToken == tok.AccessToken {
+		s.tok, s.refreshAt = nil, time.Time{}
+	}
 }
 
 // TokenError is a failed token request answered by Microsoft Entra.

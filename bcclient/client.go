@@ -1,6 +1,8 @@
 package bcclient
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/oauth2"
 )
 
@@ -29,12 +32,23 @@ const (
 	MaxPageSize = 20000
 )
 
-// Limiter bounds the requests sent to BC. Every request acquires before it is
-// sent and calls release once its response body has been read. An error from
-// Acquire (e.g. the context ended) is returned without sending the request.
+// Limiter bounds the requests sent to BC. Every attempt of a request
+// (retries included) acquires before it is sent and calls release once its
+// response body has been read. An error from Acquire (e.g. the context
+// ended) is returned without sending the request, and is not retried.
 // Implementations must be safe for concurrent use.
 type Limiter interface {
 	Acquire(ctx context.Context) (release func(), err error)
+}
+
+// ThrottleObserver may be implemented by a Limiter that wants to know when
+// BC throttles: Throttled is called on every answer that is a 429 (or
+// Application_TooManyRequests) or carries a Retry-After header, with the
+// Retry-After delay (zero when absent), before the client waits. The budget
+// belongs to the app registration, so a fleet-wide limiter can pause every
+// worker. It must not block, and must be safe for concurrent use.
+type ThrottleObserver interface {
+	Throttled(retryAfter time.Duration)
 }
 
 // Config configures a Client. The zero value of a field means its default.
@@ -74,10 +88,20 @@ type Config struct {
 	// MaxBodyBytes caps a response body; a larger one is an error. Default
 	// DefaultMaxBodyBytes (64 MiB).
 	MaxBodyBytes int64
+	// Retry says how throttled and transient failures are retried inside
+	// the client. Defaults: see RetryPolicy.
+	Retry RetryPolicy
 }
 
-// Client reads one company of one BC environment. It is safe for concurrent
-// use.
+// Client reads one company of one BC environment and manages the
+// environment's webhook subscriptions. It is safe for concurrent use.
+//
+// Every attempt of a request acquires the Limiter, then a token from the
+// TokenSource. Failures that may pass are retried as Config.Retry says. A
+// 401 from BC is retried once at once, whatever the method (BC did not
+// process the request), if the TokenSource implements TokenInvalidator: the
+// rejected token is invalidated first, so the retry carries a new one. A
+// second 401 is returned as it is.
 type Client struct {
 	cfg  Config
 	api  *url.URL // parsed Config.APIURL
@@ -86,6 +110,10 @@ type Client struct {
 
 	companyIDCache atomic.Pointer[string]
 	companyLock    chan struct{} // held while the company id is looked up
+
+	// now and sleep are the clock of the retry loop; tests replace them.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // New returns a Client for cfg after applying the defaults. It reports every
@@ -105,14 +133,18 @@ func New(cfg Config) (*Client, error) {
 		api: api,
 		root: strings.TrimRight(api.String(), "/") + "/v2.0/" +
 			url.PathEscape(cfg.TenantID) + "/" + url.PathEscape(cfg.Environment),
+		// The bearer token is set per attempt (see attempt), not by an
+		// oauth2.Transport, so that a token BC rejects can be invalidated.
 		hc: &http.Client{
-			Transport: roundTripper{&oauth2.Transport{Source: cfg.TokenSource, Base: base}},
+			Transport: roundTripper{base},
 			Timeout:   cfg.Timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
 				return http.ErrUseLastResponse
 			},
 		},
 		companyLock: make(chan struct{}, 1),
+		now:         time.Now,
+		sleep:       sleep,
 	}
 	return c, nil
 }
@@ -124,9 +156,8 @@ var (
 	_ error              = (*TokenError)(nil)
 )
 
-// roundTripper hides every method of its RoundTripper but RoundTrip: when
-// Client.Timeout fires, net/http would call oauth2.Transport's deprecated
-// CancelRequest, which logs.
+// roundTripper hides every method of its RoundTripper but RoundTrip (such
+// as a deprecated CancelRequest that net/http would call on a timeout).
 type roundTripper struct{ rt http.RoundTripper }
 
 func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return t.rt.RoundTrip(r) }
@@ -147,6 +178,7 @@ func (cfg *Config) setDefaults() {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	cfg.Retry.setDefaults()
 }
 
 func (cfg *Config) validate() (*url.URL, error) {
@@ -194,6 +226,7 @@ func (cfg *Config) validate() (*url.URL, error) {
 	if cfg.MaxBodyBytes < 0 {
 		bad("MaxBodyBytes %d must not be negative", cfg.MaxBodyBytes)
 	}
+	errs = append(errs, cfg.Retry.validate()...)
 	return api, errors.Join(errs...)
 }
 
@@ -242,7 +275,7 @@ func (c *Client) companyID(ctx context.Context) (string, error) {
 func (c *Client) lookUpCompany(ctx context.Context) (string, error) {
 	var page collection[Company]
 	u := c.root + "/api/v2.0/companies?" + filterQuery("name", c.cfg.CompanyName)
-	if err := c.do(ctx, u, false, &page); err != nil {
+	if err := c.get(ctx, u, false, &page); err != nil {
 		return "", err
 	}
 	var found *Company
@@ -265,7 +298,7 @@ func (c *Client) lookUpCompany(ctx context.Context) (string, error) {
 		}
 	}
 	if !IsGUID(found.ID) {
-		return "", fmt.Errorf("BC returned company id %q, which is not a GUID", found.ID)
+		return "", badResponse("BC returned company id %q, which is not a GUID", found.ID)
 	}
 	return found.ID, nil
 }
@@ -276,54 +309,180 @@ type collection[T any] struct {
 	NextLink string `json:"@odata.nextLink"`
 }
 
-// do sends one GET to rawURL and decodes a 2xx JSON body into v. Any other
-// status is an *APIError; a failed token request is a *TokenError. paged adds
-// the Prefer header that sets the page size.
-func (c *Client) do(ctx context.Context, rawURL string, paged bool, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+// request is one request to BC, sent by do.
+type request struct {
+	method  string // GET when empty
+	url     string
+	body    []byte // JSON, nil for none
+	ifMatch string // the If-Match header, for PATCH and DELETE
+	paged   bool   // send "Prefer: odata.maxpagesize=N"
+}
+
+// idempotent reports whether sending r twice has the effect of sending it
+// once: a GET, or a PATCH or DELETE guarded by If-Match (a second one that
+// arrives after the first succeeded fails with ErrChanged or 404 instead of
+// writing again).
+func (r *request) idempotent() bool {
+	switch r.method {
+	case "", http.MethodGet:
+		return true
+	case http.MethodPatch, http.MethodDelete:
+		return r.ifMatch != ""
+	}
+	return false
+}
+
+// get sends a GET to rawURL and decodes the JSON body into v.
+func (c *Client) get(ctx context.Context, rawURL string, paged bool, v any) error {
+	body, err := c.do(ctx, request{url: rawURL, paged: paged})
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/json")
-	if paged {
-		req.Header.Set("Prefer", "odata.maxpagesize="+strconv.Itoa(c.cfg.PageSize))
+	return decodeJSON(body, v)
+}
+
+// decodeJSON decodes a 2xx response body.
+func decodeJSON(body []byte, v any) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return badResponse("decode response: %w", err)
+	}
+	return nil
+}
+
+// do sends r, retrying it as RetryPolicy and the 401 rule say, and returns
+// the body of its 2xx response. Any other status is an *APIError; a failed
+// token request is a *TokenError.
+func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
+	start := c.now()
+	var bo *backoff.ExponentialBackOff
+	refreshed := false
+	for {
+		body, tok, retry, err := c.attempt(ctx, r)
+		if err == nil {
+			return body, nil
+		}
+		var apiErr *APIError
+		if errors.As(err, &apiErr) {
+			c.observe(apiErr)
+			if apiErr.Status == http.StatusUnauthorized && !refreshed {
+				// The token was revoked or expired early: drop it and try
+				// once more with a new one. BC did not process the request.
+				if inv, ok := c.cfg.TokenSource.(TokenInvalidator); ok && tok != nil {
+					refreshed = true
+					inv.Invalidate(tok)
+					continue
+				}
+			}
+		}
+		if !retry || c.cfg.Retry.Disabled || ctx.Err() != nil {
+			return nil, err
+		}
+		if bo == nil {
+			bo = c.cfg.Retry.backOff()
+		}
+		wait := min(bo.NextBackOff(), c.cfg.Retry.Max)
+		if apiErr != nil {
+			wait = max(wait, apiErr.RetryAfter)
+		}
+		if c.now().Sub(start)+wait > c.cfg.Retry.MaxElapsed {
+			return nil, err
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return nil, err // the context would end during the wait
+		}
+		if serr := c.sleep(ctx, wait); serr != nil {
+			return nil, fmt.Errorf("%w; retry stopped: %w", err, serr)
+		}
+	}
+}
+
+// observe tells a Limiter that implements ThrottleObserver that BC
+// throttled or asked for a pause.
+func (c *Client) observe(e *APIError) {
+	if !e.throttled() && e.RetryAfter <= 0 {
+		return
+	}
+	if o, ok := c.cfg.Limiter.(ThrottleObserver); ok {
+		o.Throttled(e.RetryAfter)
+	}
+}
+
+// attempt sends r once. tok is the token sent (nil if none was); retry
+// reports whether sending r again may succeed and is safe.
+func (c *Client) attempt(ctx context.Context, r request) (body []byte, tok *oauth2.Token, retry bool, err error) {
+	// The token first: a grant of the limiter must be followed by the
+	// request at once, or BC, counting arrivals, sees the budget exceeded.
+	tok, err = c.cfg.TokenSource.Token()
+	if err != nil {
+		// Nothing was sent to BC: retrying is safe whatever the method.
+		err = tokenSourceError(err)
+		return nil, nil, isTransient(err), err
+	}
+	if tok == nil || tok.AccessToken == "" {
+		return nil, nil, false, &configError{errors.New("the token source returned no access token")}
 	}
 	if c.cfg.Limiter != nil {
 		release, err := c.cfg.Limiter.Acquire(ctx)
 		if err != nil {
-			return fmt.Errorf("acquire request slot: %w", err)
+			return nil, nil, false, fmt.Errorf("acquire request slot: %w", err)
 		}
 		if release != nil {
 			defer release() // runs after the body is read and closed
 		}
 	}
+	var rd io.Reader
+	if r.body != nil {
+		rd = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, cmp.Or(r.method, http.MethodGet), r.url, rd)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.ifMatch != "" {
+		req.Header.Set("If-Match", r.ifMatch)
+	}
+	if r.paged {
+		req.Header.Set("Prefer", "odata.maxpagesize="+strconv.Itoa(c.cfg.PageSize))
+	}
+	tok.SetAuthHeader(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return transportError(err)
+		// The request may have reached BC: only an idempotent one is sent
+		// again.
+		return nil, tok, r.idempotent() && isTransient(err), err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
+	body, err = io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
 	if err != nil {
-		return fmt.Errorf("read response: %w", err)
+		return nil, tok, r.idempotent(), fmt.Errorf("read response: %w", err)
 	}
 	if int64(len(body)) > c.cfg.MaxBodyBytes {
-		return fmt.Errorf("response body exceeds MaxBodyBytes (%d bytes)", c.cfg.MaxBodyBytes)
+		return nil, tok, false, badResponse("response body exceeds MaxBodyBytes (%d bytes)", c.cfg.MaxBodyBytes)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return decodeAPIError(resp.StatusCode, resp.Header, body, time.Now())
+		e := decodeAPIError(resp.StatusCode, resp.Header, body, c.now())
+		return nil, tok, e.Temporary() && (r.idempotent() || unprocessed(e)), e
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("decode HTTP %d response: %w", resp.StatusCode, err)
-	}
-	return nil
+	return body, tok, false, nil
 }
 
-// transportError turns a failed token request into a *TokenError and
+// unprocessed reports whether BC certainly did not process the request
+// that e answers, so that even a POST may be sent again: it was throttled
+// (429), or refused with 503 and a Retry-After.
+func unprocessed(e *APIError) bool {
+	return e.throttled() || (e.Status == http.StatusServiceUnavailable && e.RetryAfter > 0)
+}
+
+// tokenSourceError turns a failed token request into a *TokenError and
 // returns other errors as they are.
-func transportError(err error) error {
+func tokenSourceError(err error) error {
 	var te *TokenError
 	if errors.As(err, &te) {
-		return te
+		return err
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
@@ -341,7 +500,7 @@ func (c *Client) nextLink(current, link string) (string, error) {
 	}
 	ref, err := url.Parse(link)
 	if err != nil {
-		return "", fmt.Errorf("malformed @odata.nextLink: %w", err)
+		return "", badResponse("malformed @odata.nextLink: %w", err)
 	}
 	next := cur.ResolveReference(ref)
 	if next.User != nil || !strings.EqualFold(next.Scheme, c.api.Scheme) || hostPort(next) != hostPort(c.api) {
@@ -350,7 +509,7 @@ func (c *Client) nextLink(current, link string) (string, error) {
 	}
 	s := next.String()
 	if s == current {
-		return "", fmt.Errorf("@odata.nextLink repeats the page it is on: %s", s)
+		return "", badResponse("@odata.nextLink repeats the page it is on: %s", s)
 	}
 	return s, nil
 }
@@ -365,50 +524,61 @@ func hostPort(u *url.URL) string {
 	return strings.ToLower(u.Hostname()) + ":" + port
 }
 
+// decodePage decodes one page of a collection read from current and
+// returns its rows and the checked URL of the next page ("" on the last).
+func decodePage[T any](c *Client, current string, body []byte) ([]T, string, error) {
+	var page collection[T]
+	if err := decodeJSON(body, &page); err != nil {
+		return nil, "", err
+	}
+	if page.NextLink == "" {
+		return page.Value, "", nil
+	}
+	next, err := c.nextLink(current, page.NextLink)
+	return page.Value, next, err
+}
+
 // list requests first and every page after it, calling fn once per page.
 func list[T any](ctx context.Context, c *Client, first string, fn func([]T) error) error {
-	next := first
-	for {
-		var page collection[T]
-		if err := c.do(ctx, next, true, &page); err != nil {
-			return err
-		}
-		if err := fn(page.Value); err != nil {
-			return err
-		}
-		if page.NextLink == "" {
-			return nil
-		}
-		link, err := c.nextLink(next, page.NextLink)
+	for next := first; next != ""; {
+		body, err := c.do(ctx, request{url: next, paged: true})
 		if err != nil {
+			return err
+		}
+		rows, link, err := decodePage[T](c, next, body)
+		if err != nil {
+			return err
+		}
+		if err := fn(rows); err != nil {
 			return err
 		}
 		next = link
 	}
+	return nil
 }
 
 // getOne requests one entity.
 func getOne[T any](ctx context.Context, c *Client, u string) (T, error) {
 	var v T
-	err := c.do(ctx, u, false, &v)
+	err := c.get(ctx, u, false, &v)
 	return v, err
 }
 
-// getFiltered requests a collection filtered with field eq key and returns
-// its only row. No row is ErrNotFound.
-func getFiltered[T any](ctx context.Context, c *Client, base, field, key string) (T, error) {
-	u := base + "?" + filterQuery(field, key)
+// getFiltered requests a collection with filter (an OData expression such
+// as "code eq 'X'", unescaped) and the query suffix extra, and returns its
+// only row. No row is ErrNotFound.
+func getFiltered[T any](ctx context.Context, c *Client, base, filter, extra string) (T, error) {
 	var page collection[T]
 	var zero T
-	if err := c.do(ctx, u, false, &page); err != nil {
+	if err := c.get(ctx, base+"?$filter="+queryEscape(filter)+extra, false, &page); err != nil {
 		return zero, err
 	}
 	switch len(page.Value) {
 	case 0:
-		return zero, fmt.Errorf("no row with %s %s: %w", field, quoteODataString(key), ErrNotFound)
+		return zero, fmt.Errorf("no row with %s: %w", filter, ErrNotFound)
 	case 1:
 		return page.Value[0], nil
 	default:
-		return zero, fmt.Errorf("%d rows with %s %s, expected one", len(page.Value), field, quoteODataString(key))
+		return zero, badResponse("%d rows with %s, expected one", len(page.Value), filter)
 	}
 }

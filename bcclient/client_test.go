@@ -421,10 +421,14 @@ func TestForeignNextLink(t *testing.T) {
 	}
 }
 
+// TestThrottledAndUnavailable: what the client returns once it stops
+// retrying (here at once).
 func TestThrottledAndUnavailable(t *testing.T) {
 	t.Parallel()
 	s := fake(t, bctest.Options{})
-	c := newClient(t, config(t, s))
+	cfg := config(t, s)
+	cfg.Retry.Disabled = true
+	c := newClient(t, cfg)
 	if _, err := c.CompanyID(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +488,10 @@ func TestTokenRefreshedBeforeExpiry(t *testing.T) {
 	}
 }
 
-func TestRevokedTokenNotInError(t *testing.T) {
+// TestRevokedTokenRefreshed: a token BC rejects before it expires is
+// replaced once, and the request succeeds; when no new token can be had,
+// the Entra error comes back without a credential in it.
+func TestRevokedTokenRefreshed(t *testing.T) {
 	t.Parallel()
 	s := fake(t, bctest.Options{})
 	cfg := config(t, s)
@@ -497,13 +504,25 @@ func TestRevokedTokenNotInError(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.ExpireTokens()
+	if _, err := c.GetLocation(t.Context(), "L0001"); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Unauthorized != 1 || st.TokenRequests != 2 {
+		t.Errorf("stats %+v, want one 401 and one new token", st)
+	}
+
+	s.ExpireTokens()
+	s.SetSecretExpired(true)
 	_, err = c.GetLocation(t.Context(), "L0001")
-	var e *bcclient.APIError
-	if !errors.As(err, &e) || e.Status != 401 || e.Code != "Authentication_InvalidCredentials" || e.Temporary() {
+	var te *bcclient.TokenError
+	if !errors.As(err, &te) || !te.Has(7000222) || bcclient.Classify(err) != bcclient.ClassAuth {
 		t.Fatalf("err = %v", err)
 	}
 	if strings.Contains(err.Error(), tok.AccessToken) || strings.Contains(err.Error(), s.ClientSecret()) {
 		t.Errorf("error holds a credential: %v", err)
+	}
+	if st := s.Stats(); st.Unauthorized != 2 || st.TokenRequests != 3 {
+		t.Errorf("stats %+v, want one more 401 and one more token request", st)
 	}
 }
 
@@ -595,6 +614,7 @@ func TestContextAndTimeout(t *testing.T) {
 	}
 	cfg := config(t, s)
 	cfg.Timeout = 50 * time.Millisecond
+	cfg.Retry.Disabled = true // a timeout is transient: it would be retried
 	c = newClient(t, cfg)
 	if _, err := c.CompanyID(t.Context()); err == nil {
 		t.Error("no timeout")

@@ -3,6 +3,7 @@ package bcclient
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // entity describes an API v2.0 entity set.
@@ -10,18 +11,77 @@ type entity struct {
 	set      string // entity set in the URL, e.g. "locations"
 	keyField string // the field a non-GUID key is matched against
 	noun     string // for error messages
+	expand   string // navigation property read with every row ($expand)
 }
 
+// The entity sets the client reads.
 var (
+	customers       = entity{set: "customers", keyField: "number", noun: "customer"}
+	items           = entity{set: "items", keyField: "number", noun: "item"}
 	locations       = entity{set: "locations", keyField: "code", noun: "location"}
 	shipmentMethods = entity{set: "shipmentMethods", keyField: "code", noun: "shipment method"}
-	customers       = entity{set: "customers", keyField: "number", noun: "customer"}
+	salesOrders     = entity{set: "salesOrders", keyField: "number", noun: "sales order", expand: "salesOrderLines"}
 )
+
+// Each entity set has GetX, ListX and DeltaX: thin typed wrappers of get
+// and listEntity, documented in full on the Location ones.
+
+// GetCustomer returns the customer whose id (a GUID) or number is key.
+// Errors: ErrInvalidKey, ErrNotFound, *APIError, *TokenError.
+func (c *Client) GetCustomer(ctx context.Context, key string) (Customer, error) {
+	return get[Customer](ctx, c, customers, key)
+}
+
+// ListCustomers calls fn once per page of customers, like ListLocations.
+func (c *Client) ListCustomers(ctx context.Context, fn func([]Customer) error) error {
+	return listEntity(ctx, c, customers, time.Time{}, fn)
+}
+
+// DeltaCustomers calls fn once per page of the customers modified after
+// since, like DeltaLocations.
+func (c *Client) DeltaCustomers(ctx context.Context, since time.Time, fn func([]Customer) error) error {
+	return listEntity(ctx, c, customers, since, fn)
+}
+
+// GetItem returns the item whose id (a GUID) or number is key.
+// Errors: ErrInvalidKey, ErrNotFound, *APIError, *TokenError.
+func (c *Client) GetItem(ctx context.Context, key string) (Item, error) {
+	return get[Item](ctx, c, items, key)
+}
+
+// ListItems calls fn once per page of items, like ListLocations.
+func (c *Client) ListItems(ctx context.Context, fn func([]Item) error) error {
+	return listEntity(ctx, c, items, time.Time{}, fn)
+}
+
+// DeltaItems calls fn once per page of the items modified after since, like
+// DeltaLocations.
+func (c *Client) DeltaItems(ctx context.Context, since time.Time, fn func([]Item) error) error {
+	return listEntity(ctx, c, items, since, fn)
+}
 
 // GetLocation returns the location whose id (a GUID) or code is key.
 // Errors: ErrInvalidKey, ErrNotFound, *APIError, *TokenError.
 func (c *Client) GetLocation(ctx context.Context, key string) (Location, error) {
 	return get[Location](ctx, c, locations, key)
+}
+
+// ListLocations calls fn once per page of locations, in BC's order, until
+// the last page or until fn returns an error, which ListLocations returns.
+// A page may be empty.
+func (c *Client) ListLocations(ctx context.Context, fn func([]Location) error) error {
+	return listEntity(ctx, c, locations, time.Time{}, fn)
+}
+
+// DeltaLocations is ListLocations for the locations whose
+// lastModifiedDateTime is after since: it sends
+// "$filter=lastModifiedDateTime gt 2026-01-02T03:04:05.678Z" (UTC, truncated
+// to the millisecond so that no row is missed; a row modified in the same
+// millisecond as since may come again). Deletions are invisible to it. A
+// zero since lists every row. Locations are not webhook-enabled: poll them
+// with it.
+func (c *Client) DeltaLocations(ctx context.Context, since time.Time, fn func([]Location) error) error {
+	return listEntity(ctx, c, locations, since, fn)
 }
 
 // GetShipmentMethod returns the shipment method whose id (a GUID) or code is
@@ -30,10 +90,44 @@ func (c *Client) GetShipmentMethod(ctx context.Context, key string) (ShipmentMet
 	return get[ShipmentMethod](ctx, c, shipmentMethods, key)
 }
 
-// GetCustomer returns the customer whose id (a GUID) or number is key.
-// Errors: ErrInvalidKey, ErrNotFound, *APIError, *TokenError.
-func (c *Client) GetCustomer(ctx context.Context, key string) (Customer, error) {
-	return get[Customer](ctx, c, customers, key)
+// ListShipmentMethods calls fn once per page of shipment methods, like
+// ListLocations.
+func (c *Client) ListShipmentMethods(ctx context.Context, fn func([]ShipmentMethod) error) error {
+	return listEntity(ctx, c, shipmentMethods, time.Time{}, fn)
+}
+
+// DeltaShipmentMethods calls fn once per page of the shipment methods
+// modified after since, like DeltaLocations.
+func (c *Client) DeltaShipmentMethods(ctx context.Context, since time.Time, fn func([]ShipmentMethod) error) error {
+	return listEntity(ctx, c, shipmentMethods, since, fn)
+}
+
+// GetSalesOrder returns the sales order, with its lines, whose id (a GUID)
+// or number is key. Errors: ErrInvalidKey, ErrNotFound, *APIError,
+// *TokenError.
+func (c *Client) GetSalesOrder(ctx context.Context, key string) (SalesOrder, error) {
+	return get[SalesOrder](ctx, c, salesOrders, key)
+}
+
+// ListSalesOrders calls fn once per page of sales orders, each with its
+// lines, like ListLocations.
+func (c *Client) ListSalesOrders(ctx context.Context, fn func([]SalesOrder) error) error {
+	return listEntity(ctx, c, salesOrders, time.Time{}, fn)
+}
+
+// DeltaSalesOrders calls fn once per page of the sales orders modified
+// after since, each with its lines, like DeltaLocations.
+func (c *Client) DeltaSalesOrders(ctx context.Context, since time.Time, fn func([]SalesOrder) error) error {
+	return listEntity(ctx, c, salesOrders, since, fn)
+}
+
+// ListCompanies calls fn once per page of the environment's companies, like
+// ListLocations.
+func (c *Client) ListCompanies(ctx context.Context, fn func([]Company) error) error {
+	if err := list(ctx, c, c.root+"/api/v2.0/companies", fn); err != nil {
+		return fmt.Errorf("bcclient: list companies: %w", err)
+	}
+	return nil
 }
 
 // GetCustomerPriceGroup returns the customer price group whose code is code,
@@ -51,27 +145,13 @@ func (c *Client) GetCustomerPriceGroup(ctx context.Context, code string) (Custom
 	return g, nil
 }
 
-// ListLocations calls fn once per page of locations, in BC's order, until
-// the last page or until fn returns an error, which ListLocations returns.
-// A page may be empty.
-func (c *Client) ListLocations(ctx context.Context, fn func([]Location) error) error {
-	return listEntity(ctx, c, locations, fn)
-}
-
-// ListShipmentMethods calls fn once per page of shipment methods, like
-// ListLocations.
-func (c *Client) ListShipmentMethods(ctx context.Context, fn func([]ShipmentMethod) error) error {
-	return listEntity(ctx, c, shipmentMethods, fn)
-}
-
-// ListCustomers calls fn once per page of customers, like ListLocations.
-func (c *Client) ListCustomers(ctx context.Context, fn func([]Customer) error) error {
-	return listEntity(ctx, c, customers, fn)
-}
-
 // ListCustomerPriceGroups calls fn once per page of customer price groups
 // read through the OData V4 web service Config.PriceGroupService, like
 // ListLocations.
+//
+// There is no delta for price groups: the page BC publishes has only Code
+// and Description (no lastModifiedDateTime), and price groups are not
+// webhook-enabled, so a poller must list them all and compare.
 func (c *Client) ListCustomerPriceGroups(ctx context.Context, fn func([]CustomerPriceGroup) error) error {
 	if err := list(ctx, c, c.odataV4URL(), fn); err != nil {
 		return fmt.Errorf("bcclient: list customer price groups: %w", err)
@@ -92,9 +172,9 @@ func get[T any](ctx context.Context, c *Client, e entity, key string) (T, error)
 	}
 	var v T
 	if IsGUID(key) {
-		v, err = getOne[T](ctx, c, base+"("+key+")")
+		v, err = getOne[T](ctx, c, base+"("+key+")"+e.query(""))
 	} else {
-		v, err = getFiltered[T](ctx, c, base, e.keyField, key)
+		v, err = getFiltered[T](ctx, c, base, eqFilter(e.keyField, key), e.expandQuery("&"))
 	}
 	if err != nil {
 		return zero, wrap(err)
@@ -102,16 +182,38 @@ func get[T any](ctx context.Context, c *Client, e entity, key string) (T, error)
 	return v, nil
 }
 
-// listEntity reads every row of e, one page at a time.
-func listEntity[T any](ctx context.Context, c *Client, e entity, fn func([]T) error) error {
+// listEntity reads every row of e modified after since (every row when
+// since is zero), one page at a time.
+func listEntity[T any](ctx context.Context, c *Client, e entity, since time.Time, fn func([]T) error) error {
+	verb, filter := "list", ""
+	if !since.IsZero() {
+		verb, filter = "delta", modifiedSinceFilter(since)
+	}
 	base, err := c.entitySetURL(ctx, e)
 	if err == nil {
-		err = list(ctx, c, base, fn)
+		err = list(ctx, c, base+e.query(filter), fn)
 	}
 	if err != nil {
-		return fmt.Errorf("bcclient: list %s: %w", e.set, err)
+		return fmt.Errorf("bcclient: %s %s: %w", verb, e.set, err)
 	}
 	return nil
+}
+
+// query returns the query string, with its "?", of a request for e's rows
+// with the OData filter expression filter (unescaped; "" for none).
+func (e entity) query(filter string) string {
+	if filter == "" {
+		return e.expandQuery("?")
+	}
+	return "?$filter=" + queryEscape(filter) + e.expandQuery("&")
+}
+
+// expandQuery is sep + "$expand=..." when e reads a navigation property.
+func (e entity) expandQuery(sep string) string {
+	if e.expand == "" {
+		return ""
+	}
+	return sep + "$expand=" + e.expand
 }
 
 // entitySetURL is {root}/api/v2.0/companies({id})/{set}.

@@ -17,9 +17,11 @@ import (
 // Sentinel errors, tested with errors.Is.
 var (
 	// ErrNotFound: the record does not exist. It matches an *APIError with
-	// Code "Internal_RecordNotFound", and a lookup by code or number that
-	// matched no row. Other 404s (unknown company, environment or web
-	// service) are not ErrNotFound: they mean the configuration is wrong.
+	// Code "Internal_RecordNotFound", a lookup by code or number that
+	// matched no row, and a 404 to RenewSubscription or DeleteSubscription
+	// (the subscription is gone). Other 404s (unknown company, environment
+	// or web service) are not ErrNotFound: they mean the configuration is
+	// wrong.
 	ErrNotFound = errors.New("record not found")
 	// ErrInvalidKey: the key is neither a GUID nor a plausible code, so no
 	// request was sent.
@@ -28,6 +30,15 @@ var (
 	// host than Config.APIURL; it was not followed, so that the bearer token
 	// never leaves the API host.
 	ErrForeignNextLink = errors.New("@odata.nextLink points to a foreign host")
+	// ErrChanged: the record changed since its ETag was read, so a write
+	// with If-Match was refused. It matches an *APIError with Code
+	// "Request_EntityChanged" (BC answers 409) or Status 412. Read the
+	// record again and retry with its new ETag.
+	ErrChanged = errors.New("record changed since it was read")
+	// ErrInvalidRequest: an argument other than a record key is invalid
+	// (e.g. a clientState longer than 2048 characters, an entity set that
+	// is not webhook-enabled, a missing ETag), so no request was sent.
+	ErrInvalidRequest = errors.New("invalid request")
 )
 
 // APIError is a non-2xx answer from Business Central.
@@ -69,21 +80,64 @@ func (e *APIError) Error() string {
 	return b.String()
 }
 
-// Is makes errors.Is(err, ErrNotFound) true for a missing record.
+// Is makes errors.Is(err, ErrNotFound) true for a missing record
+// (Internal_RecordNotFound), and errors.Is(err, ErrChanged) true for a stale
+// ETag (Request_EntityChanged, or HTTP 412).
 func (e *APIError) Is(target error) bool {
-	return target == ErrNotFound && e.Code == "Internal_RecordNotFound"
+	switch target {
+	case ErrNotFound:
+		return e.Code == codeRecordNotFound
+	case ErrChanged:
+		return e.Code == codeEntityChanged || e.Status == http.StatusPreconditionFailed
+	}
+	return false
 }
 
 // Temporary reports whether the same request may succeed later: 408, 429,
-// 500, 502, 503 and 504.
+// 500, 502, 503 and 504, and Application_TooManyRequests on any status. The
+// client retries these itself (see RetryPolicy) before it returns them.
 func (e *APIError) Temporary() bool {
 	switch e.Status {
 	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
 		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	}
-	return false
+	return e.throttled()
 }
+
+// throttled reports whether BC refused the request for exceeding a limit:
+// 429, or Application_TooManyRequests on any status.
+func (e *APIError) throttled() bool {
+	return e.Status == http.StatusTooManyRequests || e.Code == codeTooManyRequests
+}
+
+// BC error codes that the client treats specially.
+const (
+	codeRecordNotFound  = "Internal_RecordNotFound"
+	codeEntityChanged   = "Request_EntityChanged"
+	codeTooManyRequests = "Application_TooManyRequests"
+)
+
+// responseError is a 2xx response the client cannot use: a body larger than
+// MaxBodyBytes, JSON that does not decode, a malformed or looping
+// @odata.nextLink. Sending the same request again gives the same answer, so
+// Classify reports ClassPermanent.
+type responseError struct{ err error }
+
+func (e *responseError) Error() string { return e.err.Error() }
+func (e *responseError) Unwrap() error { return e.err }
+
+func badResponse(format string, a ...any) error {
+	return &responseError{fmt.Errorf(format, a...)}
+}
+
+// configError is a configuration the client or the token source refuses
+// when used (e.g. Credentials without a TenantID). Classify reports
+// ClassAuth: no request can succeed until an operator fixes it.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
 
 const (
 	maxMessageLen = 1024 // bytes kept of a message or a raw body

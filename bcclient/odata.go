@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -61,7 +62,22 @@ func quoteODataString(s string) string {
 // filterQuery returns the query string "$filter=<field> eq '<value>'",
 // percent-encoded (spaces as %20, never '+').
 func filterQuery(field, value string) string {
-	return "$filter=" + queryEscape(field+" eq "+quoteODataString(value))
+	return "$filter=" + queryEscape(eqFilter(field, value))
+}
+
+// eqFilter returns the OData expression "<field> eq '<value>'", value quoted.
+func eqFilter(field, value string) string {
+	return field + " eq " + quoteODataString(value)
+}
+
+// odataTimeLayout is how BC writes lastModifiedDateTime: UTC, milliseconds.
+const odataTimeLayout = "2006-01-02T15:04:05.000Z"
+
+// modifiedSinceFilter returns the OData expression
+// "lastModifiedDateTime gt 2026-01-02T03:04:05.678Z": t in UTC, truncated to
+// the millisecond, not quoted (a DateTimeOffset literal).
+func modifiedSinceFilter(t time.Time) string {
+	return "lastModifiedDateTime gt " + t.UTC().Format(odataTimeLayout)
 }
 
 // queryEscape percent-encodes s for a query component, with spaces as %20.

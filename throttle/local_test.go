@@ -3,6 +3,7 @@ package throttle_test
 import (
 	"context"
 	"errors"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -45,18 +46,20 @@ func TestLocalBoundsConcurrency(t *testing.T) {
 
 func TestLocalRateAndCancel(t *testing.T) {
 	t.Parallel()
-	// 2 per hour with a burst of 1: the second acquire must wait, so a
-	// short deadline ends it with the context's error.
+	// 2 per hour: the third acquire must wait, so a short deadline ends it
+	// with the context's error.
 	l := throttle.NewLocal(2, time.Hour, 1)
-	release, err := l.Acquire(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	for range 2 {
+		release, err := l.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
 	}
-	release()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := l.Acquire(ctx); err == nil {
-		t.Fatal("second acquire within the window succeeded")
+		t.Fatal("third acquire within the window succeeded")
 	}
 	// The failed acquire gave its concurrency slot back.
 	l2 := throttle.NewLocal(0, 0, 1)
@@ -71,5 +74,43 @@ func TestLocalRateAndCancel(t *testing.T) {
 		t.Fatal(err)
 	} else {
 		r2()
+	}
+}
+
+// No sliding window ever holds more than the budget, and the budget is used.
+func TestLocalSlidingWindow(t *testing.T) {
+	t.Parallel()
+	const budget, window, run = 10, 200 * time.Millisecond, time.Second
+	l := throttle.NewLocal(budget, window, 0)
+	var mu sync.Mutex
+	var grants []time.Time
+	ctx, cancel := context.WithTimeout(context.Background(), run)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				release, err := l.Acquire(ctx)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				grants = append(grants, time.Now())
+				mu.Unlock()
+				release()
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Slice(grants, func(i, j int) bool { return grants[i].Before(grants[j]) })
+	for i := range grants {
+		if i+budget < len(grants) && grants[i+budget].Sub(grants[i]) < window-15*time.Millisecond {
+			t.Fatalf("%d grants within %v", budget+1, grants[i+budget].Sub(grants[i]))
+		}
+	}
+	if want := int(0.9 * budget * float64(run/window)); len(grants) < want {
+		t.Errorf("%d grants in %v, want at least %d", len(grants), run, want)
 	}
 }
