@@ -59,25 +59,10 @@ func Classify(err error) Class {
 		errors.Is(err, messages.ErrMalformed), errors.Is(err, messages.ErrTooLarge),
 		errors.Is(err, messages.ErrSubjectMismatch), errors.Is(err, messages.ErrBadSubject):
 		return ClassPermanent
-	case errors.Is(err, bcclient.ErrNotFound):
-		return ClassNotFound
-	case errors.Is(err, bcclient.ErrInvalidKey):
-		return ClassPermanent
-	case errors.As(err, &tkErr):
-		if tkErr.Status == 429 {
-			return ClassThrottled
-		}
-		if tkErr.Status >= 500 || tkErr.Status == 0 {
-			return ClassTransient
-		}
-		return ClassAuth
-	case errors.As(err, &bcErr):
-		if bcErr.Status == 404 {
-			// Not the record but the company, environment or web service
-			// the configuration names: no job of it can succeed.
-			return ClassAuth
-		}
-		return classifyStatus(bcErr.Status, false)
+	case errors.As(err, &tkErr), errors.As(err, &bcErr), errors.Is(err, bcclient.ErrNotFound),
+		errors.Is(err, bcclient.ErrInvalidKey), errors.Is(err, bcclient.ErrInvalidRequest):
+		// BC and Entra outcomes: one classification, bcclient's.
+		return fromBC(bcclient.Classify(err))
 	case errors.As(err, &ipErr):
 		switch ipErr.Family() {
 		case "AUTH", "AUTZ":
@@ -87,7 +72,7 @@ func Classify(err error) Class {
 		case "INTL":
 			return ClassTransient
 		}
-		return classifyStatus(ipErr.Status, false)
+		return classifyStatus(ipErr.Status)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.As(err, &netEr):
 		return ClassTransient
 	}
@@ -96,7 +81,24 @@ func Classify(err error) Class {
 	return ClassTransient
 }
 
-func classifyStatus(status int, notFound bool) Class {
+// fromBC maps bcclient's classes to the worker's.
+func fromBC(c bcclient.Class) Class {
+	switch c {
+	case bcclient.ClassNone:
+		return ""
+	case bcclient.ClassThrottled:
+		return ClassThrottled
+	case bcclient.ClassAuth, bcclient.ClassPermission:
+		return ClassAuth
+	case bcclient.ClassNotFound:
+		return ClassNotFound
+	case bcclient.ClassPermanent:
+		return ClassPermanent
+	}
+	return ClassTransient
+}
+
+func classifyStatus(status int) Class {
 	switch {
 	case status == 429:
 		return ClassThrottled
@@ -104,7 +106,7 @@ func classifyStatus(status int, notFound bool) Class {
 		return ClassTransient
 	case status == 401 || status == 403:
 		return ClassAuth
-	case notFound || status == 404:
+	case status == 404:
 		return ClassNotFound
 	case status >= 400:
 		return ClassPermanent

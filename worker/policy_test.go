@@ -114,7 +114,7 @@ func TestClassifyClientErrors(t *testing.T) {
 		{"BC no row for a code", fmt.Errorf("no row: %w", bcclient.ErrNotFound), ClassNotFound},
 		{"BC company not found", &bcclient.APIError{Status: 404, Code: "Internal_CompanyNotFound"}, ClassAuth},
 		{"BC 408", &bcclient.APIError{Status: 408}, ClassTransient},
-		{"BC 409 changed", &bcclient.APIError{Status: 409, Code: "Request_EntityChanged"}, ClassPermanent},
+		{"BC 409 changed", &bcclient.APIError{Status: 409, Code: "Request_EntityChanged"}, ClassTransient},
 		{"BC 429", &bcclient.APIError{Status: 429, Code: "Application_TooManyRequests"}, ClassThrottled},
 		{"BC 500", &bcclient.APIError{Status: 500}, ClassTransient},
 		{"BC 503", &bcclient.APIError{Status: 503}, ClassTransient},
