@@ -71,6 +71,10 @@ type Fleet struct {
 	ring     int // slots counted: the window and a margin
 	leaseKey func(i int) string
 
+	// turn lets one goroutine of this process at a time take from the
+	// budget, so that only processes, not goroutines, race on the CAS.
+	turn chan struct{}
+
 	pausedUntil atomic.Int64 // unix nanoseconds, cached from the bucket
 	watchOnce   sync.Once
 	stop        context.CancelFunc
@@ -101,7 +105,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 		cfg.Stats = &Stats{}
 	}
 	f := &Fleet{cfg: cfg, slot: cfg.Window / time.Duration(cfg.Slots), ring: cfg.Slots + cfg.Slots/50 + 1,
-		rateKey: "rate." + cfg.Name, pauseKey: "pause." + cfg.Name}
+		rateKey: "rate." + cfg.Name, pauseKey: "pause." + cfg.Name, turn: make(chan struct{}, 1)}
 	if f.slot <= 0 {
 		f.slot = time.Millisecond
 	}
@@ -191,8 +195,14 @@ func (f *Fleet) lease(ctx context.Context) (string, error) {
 // budget allows it. The budget is a ring of per-slot counts, updated by
 // compare-and-set.
 func (f *Fleet) grant(ctx context.Context) error {
+	select {
+	case f.turn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("throttle: %w", ctx.Err())
+	}
+	defer func() { <-f.turn }()
 	waited := false
-	for {
+	for conflicts := 0; ; {
 		now := time.Now()
 		cur := now.UnixNano() / int64(f.slot)
 		entry, err := f.cfg.KV.Get(ctx, f.rateKey)
@@ -221,7 +231,13 @@ func (f *Fleet) grant(ctx context.Context) error {
 			if !isConflict(err) {
 				return fmt.Errorf("throttle: %s: update the budget: %w", f.cfg.Name, err)
 			}
+			// Another process took a grant first: try again after a
+			// moment, growing with repeated losses.
 			f.cfg.Stats.Conflicts.Add(1)
+			conflicts++
+			if err := sleep(ctx, jitter(time.Duration(min(conflicts, 10))*time.Millisecond)); err != nil {
+				return err
+			}
 			continue
 		}
 		if !waited {

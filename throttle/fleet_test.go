@@ -75,9 +75,11 @@ func TestFleetBudgetIsSlidingAndShared(t *testing.T) {
 			t.Fatalf("%d grants within %v (grants %d..%d): the budget is exceeded", budget+1, grants[i+budget].Sub(grants[i]), i, i+budget)
 		}
 	}
-	// A sliding window of 20/s over 3s allows 60; at least 95% of what the
-	// window allowed must be used (the last partial window aside).
-	if min := int(0.95 * float64(budget) * run.Seconds() / window.Seconds()); len(grants) < min {
+	// A sliding window of 20/s over 3s allows at most 60 (58 with the 3%
+	// margin). The budget must refill as the window slides: at least two
+	// windows' worth, even on a loaded CI machine. (The 95% utilisation goal
+	// is measured over 30 s against the BC fake in the worker's tests.)
+	if min := 2 * budget; len(grants) < min {
 		t.Errorf("%d grants in %v, want at least %d", len(grants), run, min)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/bcsync/bcsync/ipaasclient"
 	"github.com/bcsync/bcsync/throttle"
 	"github.com/rs/zerolog"
+	"golang.org/x/oauth2"
 )
 
 // Options configures a worker process.
@@ -38,6 +39,15 @@ type Options struct {
 	Log zerolog.Logger
 	// Stats, when set, counts job outcomes across subscriptions.
 	Stats *Stats
+	// Local keeps tokens and request budgets in this process instead of
+	// sharing them with the fleet through NATS KV (each worker then needs
+	// its own share of BC's budget in its configuration).
+	Local bool
+	// SharedStats, when set, receives the shared tokens' and budgets'
+	// counters when Run returns.
+	SharedStats *SharedStats
+
+	shared *Shared
 }
 
 // Run starts one consume loop per subscription of cfg and blocks until ctx
@@ -61,6 +71,17 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	subs, err := selectSubscriptions(cfg, opts.Subscriptions)
 	if err != nil {
 		return err
+	}
+	if !opts.Local {
+		sh, err := NewShared(ctx, opts.Broker.JS, 0, log)
+		if err != nil {
+			return err
+		}
+		defer sh.Close()
+		opts.shared = sh
+		if opts.SharedStats != nil {
+			defer func() { *opts.SharedStats = sh.Stats() }()
+		}
 	}
 	loops := make([]*Loop, 0, len(subs))
 	for _, sub := range subs {
@@ -104,23 +125,47 @@ func selectSubscriptions(cfg *config.Config, names []string) ([]*config.Subscrip
 	return out, nil
 }
 
-// Clients builds the BC and iPaaS.com clients of one subscription. The token
-// source lives as long as ctx.
-func Clients(ctx context.Context, sub *config.Subscription, base *http.Client) (*bcclient.Client, *ipaasclient.Client, error) {
-	ts := bcclient.NewTokenSource(ctx, bcclient.Credentials{
+// Clients builds the BC and iPaaS.com clients of one subscription. With a
+// Shared, the token and the request budgets are the fleet's (NATS KV);
+// without, they belong to this process. The token source lives as long as ctx.
+func Clients(ctx context.Context, sub *config.Subscription, base *http.Client, shared *Shared) (*bcclient.Client, *ipaasclient.Client, error) {
+	creds := bcclient.Credentials{
 		AuthorityURL: sub.AuthorityURL,
 		TenantID:     sub.TenantID,
 		ClientID:     sub.ClientID,
 		ClientSecret: sub.ClientSecret.Reveal(),
 		Scope:        sub.Scope,
-	})
+		HTTPClient:   base,
+	}
+	var (
+		ts           oauth2.TokenSource
+		bcLim, ipLim interface {
+			Acquire(context.Context) (func(), error)
+		}
+	)
+	if shared != nil {
+		var err error
+		if ts, err = shared.tokenSource(sub, creds); err != nil {
+			return nil, nil, err
+		}
+		if bcLim, err = shared.budget(bcBudget(sub), sub.Throttling); err != nil {
+			return nil, nil, err
+		}
+		if ipLim, err = shared.budget(ipaasBudget(sub), sub.IPaaS.Throttling); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		ts = bcclient.NewTokenSource(ctx, creds)
+		bcLim = throttle.NewLocal(sub.Throttling.RequestsPerWindow, sub.Throttling.Window, sub.Throttling.MaxConcurrency)
+		ipLim = throttle.NewLocal(sub.IPaaS.Throttling.RequestsPerWindow, sub.IPaaS.Throttling.Window, sub.IPaaS.Throttling.MaxConcurrency)
+	}
 	bc, err := bcclient.New(bcclient.Config{
 		APIURL:            sub.APIURL,
 		TenantID:          sub.TenantID,
 		Environment:       sub.Environment,
 		CompanyName:       sub.CompanyName,
 		TokenSource:       ts,
-		Limiter:           throttle.NewLocal(sub.Throttling.RequestsPerWindow, sub.Throttling.Window, sub.Throttling.MaxConcurrency),
+		Limiter:           bcLim,
 		HTTPClient:        base,
 		PageSize:          sub.PageSize,
 		PriceGroupService: sub.PriceGroupService,
@@ -134,7 +179,7 @@ func Clients(ctx context.Context, sub *config.Subscription, base *http.Client) (
 		ClientID:   sub.IPaaS.ClientID,
 		SystemID:   sub.IPaaS.SystemID,
 		HTTPClient: base,
-		Limiter:    throttle.NewLocal(sub.IPaaS.Throttling.RequestsPerWindow, sub.IPaaS.Throttling.Window, sub.IPaaS.Throttling.MaxConcurrency),
+		Limiter:    ipLim,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -143,7 +188,7 @@ func Clients(ctx context.Context, sub *config.Subscription, base *http.Client) (
 }
 
 func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Options, log zerolog.Logger) (*Loop, error) {
-	bc, ip, err := Clients(context.WithoutCancel(ctx), sub, opts.HTTPClient)
+	bc, ip, err := Clients(context.WithoutCancel(ctx), sub, opts.HTTPClient, opts.shared)
 	if err != nil {
 		return nil, err
 	}

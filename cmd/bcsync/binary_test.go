@@ -181,7 +181,7 @@ func TestSimPrintsAWorkingConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the printed configuration does not load: %v\n%s", err, out.String())
 	}
-	bc, ip, err := worker.Clients(ctx, &cfg.Subscriptions[0], nil)
+	bc, ip, err := worker.Clients(ctx, &cfg.Subscriptions[0], nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

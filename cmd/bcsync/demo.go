@@ -135,8 +135,14 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer, log z
 	defer func() { stopWorkers(); wg.Wait() }()
 
 	// Enqueue one job per BC record, parents first, read through the real client.
+	// It shares the fleet's token and BC budget, as a worker would.
 	sub := &cfg.Subscriptions[0]
-	lister, _, err := worker.Clients(ctx, sub, nil)
+	shared, err := worker.NewShared(ctx, b.JS, 0, log)
+	if err != nil {
+		return nil, err
+	}
+	defer shared.Close()
+	lister, _, err := worker.Clients(ctx, sub, nil, shared)
 	if err != nil {
 		return nil, err
 	}
