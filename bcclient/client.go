@@ -410,8 +410,23 @@ func (c *Client) observe(e *APIError) {
 // attempt sends r once. tok is the token sent (nil if none was); retry
 // reports whether sending r again may succeed and is safe.
 func (c *Client) attempt(ctx context.Context, r request) (body []byte, tok *oauth2.Token, retry bool, err error) {
-	// The token first: a grant of the limiter must be followed by the
-	// request at once, or BC, counting arrivals, sees the budget exceeded.
+	// A grant of the limiter must be followed by the request at once, or
+	// BC, counting arrivals, sees the budget exceeded: so a slow token fetch
+	// happens before the limiter. The token is asked for again after the
+	// wait (a cache hit), because the wait may outlast it.
+	if c.cfg.Limiter != nil {
+		if _, err := c.cfg.TokenSource.Token(); err != nil {
+			err = tokenSourceError(err)
+			return nil, nil, isTransient(err), err
+		}
+		release, err := c.cfg.Limiter.Acquire(ctx)
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("acquire request slot: %w", err)
+		}
+		if release != nil {
+			defer release() // runs after the body is read and closed
+		}
+	}
 	tok, err = c.cfg.TokenSource.Token()
 	if err != nil {
 		// Nothing was sent to BC: retrying is safe whatever the method.
@@ -420,15 +435,6 @@ func (c *Client) attempt(ctx context.Context, r request) (body []byte, tok *oaut
 	}
 	if tok == nil || tok.AccessToken == "" {
 		return nil, nil, false, &configError{errors.New("the token source returned no access token")}
-	}
-	if c.cfg.Limiter != nil {
-		release, err := c.cfg.Limiter.Acquire(ctx)
-		if err != nil {
-			return nil, nil, false, fmt.Errorf("acquire request slot: %w", err)
-		}
-		if release != nil {
-			defer release() // runs after the body is read and closed
-		}
 	}
 	var rd io.Reader
 	if r.body != nil {

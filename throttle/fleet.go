@@ -218,6 +218,18 @@ func (f *Fleet) grant(ctx context.Context) error {
 			return fmt.Errorf("throttle: %s: read the budget: %w", f.cfg.Name, err)
 		}
 		b.advance(cur)
+		if b.at(cur) >= f.slotCap() {
+			// Paced: this slot had its share; wait for the next one.
+			if !waited {
+				waited = true
+				f.cfg.Stats.RateWaits.Add(1)
+			}
+			next := time.Duration(cur+1)*f.slot - time.Duration(now.UnixNano())
+			if err := sleep(ctx, max(next, 0)+jitter(f.slot/10)); err != nil {
+				return err
+			}
+			continue
+		}
 		if b.used() < f.cfg.Requests {
 			b.add(cur)
 			if rev == 0 {
@@ -250,6 +262,14 @@ func (f *Fleet) grant(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// slotCap is how many grants one slot may hold: the budget's average share
+// of a slot, rounded up (at least 1), so that a backlog is sent at about the
+// budget's pace rather than in one burst per window. BC sees a steadier
+// load, and the fleet's token stays in use.
+func (f *Fleet) slotCap() uint32 {
+	return uint32(max(1, (f.cfg.Requests+f.cfg.Slots-1)/f.cfg.Slots))
 }
 
 func isConflict(err error) bool {
@@ -398,6 +418,15 @@ func (b *budget) advance(cur int64) {
 // counts in the oldest slot it can.
 func (b *budget) add(cur int64) {
 	b.counts[max(0, len(b.counts)-1-int(b.last-cur))]++
+}
+
+// at is the count of slot cur (0 when it is older than the ring).
+func (b budget) at(cur int64) uint32 {
+	i := len(b.counts) - 1 - int(b.last-cur)
+	if i < 0 {
+		return 0
+	}
+	return b.counts[i]
 }
 
 func (b budget) used() int {

@@ -45,7 +45,7 @@ func fleets(t *testing.T, n int, cfg throttle.FleetConfig) []*throttle.Fleet {
 
 func TestFleetBudgetIsSlidingAndShared(t *testing.T) {
 	t.Parallel()
-	const budget, window, run = 20, time.Second, 3 * time.Second
+	const budget, window, run = 20, 2 * time.Second, 5 * time.Second
 	fs := fleets(t, 3, throttle.FleetConfig{Name: "bc-app", Requests: budget, Window: window, MaxConcurrency: 50})
 	var mu sync.Mutex
 	var grants []time.Time
@@ -71,14 +71,17 @@ func TestFleetBudgetIsSlidingAndShared(t *testing.T) {
 	wg.Wait()
 	sort.Slice(grants, func(i, j int) bool { return grants[i].Before(grants[j]) })
 	for i := range grants {
-		if i+budget < len(grants) && grants[i+budget].Sub(grants[i]) < window {
+		// Grant times are taken when Acquire returned: a goroutine delayed
+		// after its grant (the race detector on a loaded machine) shortens
+		// the measured gap, so 10% of the window is allowed for that.
+		if i+budget < len(grants) && grants[i+budget].Sub(grants[i]) < window-window/10 {
 			t.Fatalf("%d grants within %v (grants %d..%d): the budget is exceeded", budget+1, grants[i+budget].Sub(grants[i]), i, i+budget)
 		}
 	}
-	// A sliding window of 20/s over 3s allows at most 60 (58 with the 3%
-	// margin). The budget must refill as the window slides: at least two
-	// windows' worth, even on a loaded CI machine. (The 95% utilisation goal
-	// is measured over 30 s against the BC fake in the worker's tests.)
+	// A sliding window of 20 per 2 s over 5 s allows at most 60. The budget
+	// must refill as the window slides: at least two windows' worth, even on
+	// a loaded CI machine. (The 95% utilisation goal is measured over 30 s
+	// against the BC fake in the worker's tests.)
 	if min := 2 * budget; len(grants) < min {
 		t.Errorf("%d grants in %v, want at least %d", len(grants), run, min)
 	}

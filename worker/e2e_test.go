@@ -41,6 +41,9 @@ type e2eOptions struct {
 	wrongSecret, wrongKey string
 	// subscription is the name served. Default "contoso".
 	subscription string
+	// budget per window is the BC throttling setting. Default 100000 per 1m.
+	budget int
+	window string
 }
 
 func newE2E(t *testing.T, o e2eOptions) *e2e {
@@ -55,6 +58,9 @@ func newE2E(t *testing.T, o e2eOptions) *e2e {
 	if o.subscription == "" {
 		o.subscription = "contoso"
 	}
+	if o.budget == 0 {
+		o.budget, o.window = 100000, "1m"
+	}
 	yaml := fmt.Sprintf(`
 subscriptions:
   - name: %s
@@ -65,7 +71,7 @@ subscriptions:
     api_url: %s
     authority_url: %s
     page_size: 7
-    throttling: {requests_per_window: 100000, window: 1m, max_concurrency: 5}
+    throttling: {requests_per_window: %d, window: %s, max_concurrency: 5}
     ipaas:
       base_url: %s
       system_id: %d
@@ -76,7 +82,8 @@ subscriptions:
       ack_wait: 10s
       backoff_initial: 20ms
       backoff_max: 200ms
-`, o.subscription, bc.CompanyName(), bc.TenantID(), bc.ClientID(), bc.Environment(), bc.URL(), bc.URL(), ip.URL(), ip.SystemID(), o.maxDeliver)
+`, o.subscription, bc.CompanyName(), bc.TenantID(), bc.ClientID(), bc.Environment(), bc.URL(), bc.URL(),
+		o.budget, o.window, ip.URL(), ip.SystemID(), o.maxDeliver)
 	secret, key := bc.ClientSecret(), ip.APIKey()
 	if o.wrongSecret != "" {
 		secret = o.wrongSecret
