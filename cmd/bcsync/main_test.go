@@ -109,3 +109,27 @@ func TestWorkerReportsConfigProblems(t *testing.T) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+func TestBenchThrottlePrintsThreeModes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code, out, errOut := runCmd(t, ctx, "", "bench", "throttle", "--workers", "2", "--budget", "20", "--window", "1s", "--duration", "2s", "--token-lifetime", "1s")
+	if code != 0 {
+		t.Fatalf("bench throttle exited %d: %s", code, errOut)
+	}
+	var fleet string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "fleet (one budget") {
+			fleet = line
+		}
+	}
+	fields := strings.Fields(fleet)
+	// mode words..., requests, used%, 429s, peak, tokens
+	if len(fields) < 5 || fields[len(fields)-3] != "0" {
+		t.Errorf("the fleet mode got 429s or is missing:\n%s", out)
+	}
+	if !strings.Contains(out, "budget/2 each") || !strings.Contains(out, "whole budget each") {
+		t.Errorf("modes missing:\n%s", out)
+	}
+}

@@ -68,6 +68,11 @@ type simConfig struct {
 	SecretEnv, KeyEnv     string
 	SystemID              int
 	NATSURL               string
+	// BC throttling: requests per window and concurrency. The simulator is
+	// not BC: by default allow more than BC's 6,000 requests per 5 minutes.
+	Requests    int
+	Window      string
+	Concurrency int
 }
 
 var simConfigTmpl = template.Must(template.New("cfg").Parse(`# bcsync configuration for the built-in simulators (bcsync sim).
@@ -86,8 +91,7 @@ subscriptions:
     environment: {{.Environment}}
     api_url: {{.BCURL}}
     authority_url: {{.BCURL}}
-    # The simulator is not BC: allow more than BC's 6,000 requests per 5 minutes.
-    throttling: {requests_per_window: 100000, window: 1m, max_concurrency: 5}
+    throttling: {requests_per_window: {{.Requests}}, window: {{.Window}}, max_concurrency: {{.Concurrency}}}
     ipaas:
       base_url: {{.IPaaSURL}}
       api_key_env: {{.KeyEnv}}
@@ -114,6 +118,8 @@ func newSimConfig(name string, bc *bctest.Server, bcURL string, ip *ipaastest.Se
 		Company: bc.CompanyName(), Tenant: bc.TenantID(), ClientID: bc.ClientID(), Environment: bc.Environment(),
 		SecretEnv: config.EnvPrefix(name) + "CLIENT_SECRET", KeyEnv: config.EnvPrefix(name) + "IPAAS_API_KEY",
 		SystemID: ip.SystemID(),
+		// The simulator is not BC: allow more than BC's 6,000 requests per 5 minutes.
+		Requests: 100000, Window: "1m", Concurrency: 5,
 	}
 }
 
