@@ -235,7 +235,24 @@ func (c *Client) do(ctx context.Context, method, path string, in any) ([]byte, e
 		out = out[:c.cfg.MaxBodyBytes]
 	}
 	if !ok {
-		return nil, decodeAPIError(resp.StatusCode, resp.Header, out, time.Now(), c.secret)
+		e := decodeAPIError(resp.StatusCode, resp.Header, out, time.Now(), c.secret)
+		c.observeThrottle(e)
+		return nil, e
 	}
 	return out, nil
+}
+
+// ThrottleObserver may be implemented by a Limiter that wants to hear of a
+// 429 or a Retry-After, e.g. to pause every worker sharing its budget.
+type ThrottleObserver interface {
+	Throttled(retryAfter time.Duration)
+}
+
+func (c *Client) observeThrottle(e *APIError) {
+	if e.Status != http.StatusTooManyRequests && e.RetryAfter <= 0 {
+		return
+	}
+	if o, ok := c.cfg.Limiter.(ThrottleObserver); ok {
+		o.Throttled(e.RetryAfter)
+	}
 }

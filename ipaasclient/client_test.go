@@ -786,3 +786,37 @@ func TestBareLookupAnswer(t *testing.T) {
 		t.Errorf("%d locations", fake.Count(ipaastest.TableLocation))
 	}
 }
+
+// observingLimiter records what the client reports of throttling.
+type observingLimiter struct {
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (l *observingLimiter) Acquire(context.Context) (func(), error) { return func() {}, nil }
+
+func (l *observingLimiter) Throttled(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.waits = append(l.waits, d)
+}
+
+func TestThrottlingIsReportedToTheLimiter(t *testing.T) {
+	t.Parallel()
+	s := ipaastest.NewServer(ipaastest.Options{})
+	t.Cleanup(s.Close)
+	lim := &observingLimiter{}
+	c, err := ipaasclient.New(ipaasclient.Config{BaseURL: s.URL(), APIKey: s.APIKey(), SystemID: s.SystemID(), Limiter: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.FailNext(1, http.StatusTooManyRequests, "", 3*time.Second)
+	if _, err := c.Upsert(context.Background(), ipaasclient.Location{Name: "EAST"}, "EAST"); err == nil {
+		t.Fatal("the 429 was not returned")
+	}
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
+	if len(lim.waits) != 1 || lim.waits[0] != 3*time.Second {
+		t.Errorf("limiter heard %v, want one 3s pause", lim.waits)
+	}
+}

@@ -79,9 +79,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		defer sh.Close()
 		opts.shared = sh
-		if opts.SharedStats != nil {
-			defer func() { *opts.SharedStats = sh.Stats() }()
-		}
+		defer func() {
+			st := sh.Stats()
+			log.Info().Int64("token_fetches", st.TokenFetches).Int64("permits_granted", st.Granted).
+				Int64("rate_waits", st.RateWaits).Int64("lease_waits", st.LeaseWaits).
+				Dur("time_waited", time.Duration(st.Waited)).Int64("throttled_429", st.Pauses).
+				Msg("shared token and request budgets")
+			if opts.SharedStats != nil {
+				*opts.SharedStats = st
+			}
+		}()
 	}
 	loops := make([]*Loop, 0, len(subs))
 	for _, sub := range subs {
