@@ -11,7 +11,6 @@ import (
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/throttle"
-	"github.com/rs/zerolog"
 )
 
 // fleets makes n limiters sharing one budget, each on its own NATS
@@ -21,17 +20,8 @@ func fleets(t *testing.T, n int, cfg throttle.FleetConfig) []*throttle.Fleet {
 	b := brokertest.New(t)
 	var out []*throttle.Fleet
 	for range n {
-		wb, err := broker.Connect(context.Background(), broker.Options{URL: b.ClientURL(), Log: zerolog.Nop()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(wb.Close)
-		kvs, err := broker.EnsureKV(context.Background(), wb.JS, broker.KVOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
 		c := cfg
-		c.KV = kvs[broker.BucketThrottle]
+		c.KV = brokertest.KV(t, b, broker.BucketThrottle)
 		c.Stats = &throttle.Stats{}
 		f, err := throttle.NewFleet(c)
 		if err != nil {

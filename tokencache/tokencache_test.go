@@ -47,16 +47,7 @@ func fleet(t *testing.T, n int, e *entra, secret string, log zerolog.Logger) ([]
 	var first jetstream.KeyValue
 	var out []*tokencache.Source
 	for range n {
-		wb, err := broker.Connect(context.Background(), broker.Options{URL: b.ClientURL(), Log: zerolog.Nop()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(wb.Close)
-		kvs, err := broker.EnsureKV(context.Background(), wb.JS, broker.KVOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		kv := kvs[broker.BucketTokens]
+		kv := brokertest.KV(t, b, broker.BucketTokens)
 		if first == nil {
 			first = kv
 		}

@@ -73,8 +73,9 @@ type Stats struct {
 
 // Loop pulls one subscription's jobs and processes them.
 type Loop struct {
-	cfg LoopConfig
-	sem chan struct{}
+	cfg     LoopConfig
+	sem     chan struct{}
+	ackWait time.Duration // the consumer's, for heartbeats
 }
 
 // NewLoop checks the configuration and applies defaults.
@@ -114,7 +115,11 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 		cfg.Redactor = NewRedactor()
 	}
 	cfg.Log = cfg.Log.With().Str("subscription", cfg.Subscription).Logger()
-	return &Loop{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency)}, nil
+	l := &Loop{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency)}
+	if info := cfg.Consumer.CachedInfo(); info != nil {
+		l.ackWait = info.Config.AckWait
+	}
+	return l, nil
 }
 
 // Run pulls and processes jobs until ctx ends. Then it stops pulling, lets
@@ -251,7 +256,9 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 	}
 	log = log.With().Str("job_id", job.ID).Str("type", string(job.Type)).Str("op", string(job.Op)).Str("key", job.Key).Logger()
 	start := time.Now()
+	stopBeat := l.heartbeat(msg, log)
 	err = l.cfg.Handler.Handle(log.WithContext(ctx), job)
+	stopBeat()
 	if err != nil && ctx.Err() != nil {
 		// Cancelled at the end of the grace period: not the job's fault.
 		_ = msg.Nak()
@@ -263,6 +270,35 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		log.Debug().Dur("took", time.Since(start)).Msg("job done")
 	}
 	l.settle(ctx, msg, md, job, err, log)
+}
+
+// heartbeat tells JetStream, every third of AckWait, that the job is still
+// being worked on (a long wait for the request budget, BC retries), so that
+// it is not redelivered to another worker meanwhile. The returned function
+// stops it.
+func (l *Loop) heartbeat(msg jetstream.Msg, log zerolog.Logger) (stop func()) {
+	every := l.ackWait / 3
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					log.Warn().Err(err).Msg("could not extend the job's ack deadline")
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // settle acknowledges, retries or dead-letters a job according to err.

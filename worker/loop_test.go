@@ -343,3 +343,24 @@ func TestLoopKeepsJobWhenTheDeadLetterCannotBeStored(t *testing.T) {
 	waitFor(t, 10*time.Second, "dead letter", func() bool { return stats.DeadLettered.Load() == 1 })
 	waitFor(t, 5*time.Second, "stream empty", func() bool { return e.streamMsgs(t, messages.StreamJobs) == 0 })
 }
+
+// A job that runs longer than AckWait is not redelivered to another worker
+// meanwhile: the loop extends its deadline.
+func TestLoopLongJobIsNotRedelivered(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5) // AckWait 5s
+	e.publish(t, 1)
+	var calls atomic.Int32
+	stats := &worker.Stats{}
+	handler := worker.HandlerFunc(func(ctx context.Context, j *messages.Job) error {
+		calls.Add(1)
+		time.Sleep(8 * time.Second)
+		return nil
+	})
+	e.run(t, worker.LoopConfig{Stats: stats, Handler: handler})
+	e.run(t, worker.LoopConfig{Stats: stats, Handler: handler}) // a second worker, ready to take it
+	waitFor(t, 20*time.Second, "the long job acked", func() bool { return stats.Acked.Load() == 1 })
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the job ran %d times, want once", n)
+	}
+}

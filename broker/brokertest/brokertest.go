@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/bcsync/bcsync/broker"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -23,4 +24,22 @@ func New(t testing.TB) *broker.Broker {
 		t.Fatalf("brokertest: %v", err)
 	}
 	return b
+}
+
+// KV opens another connection to b's server, as a separate worker process
+// would have, and returns the bucket called name (broker.BucketTokens or
+// broker.BucketThrottle), created if needed. The connection closes when the
+// test ends.
+func KV(t testing.TB, b *broker.Broker, name string) jetstream.KeyValue {
+	t.Helper()
+	wb, err := broker.Connect(context.Background(), broker.Options{URL: b.ClientURL(), Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatalf("brokertest: %v", err)
+	}
+	t.Cleanup(wb.Close)
+	kvs, err := broker.EnsureKV(context.Background(), wb.JS, broker.KVOptions{})
+	if err != nil {
+		t.Fatalf("brokertest: %v", err)
+	}
+	return kvs[name]
 }
