@@ -74,6 +74,12 @@ type Fleet struct {
 	// turn lets one goroutine of this process at a time take from the
 	// budget, so that only processes, not goroutines, race on the CAS.
 	turn chan struct{}
+	// queued counts goroutines waiting for the turn; the turn's holder
+	// takes permits for them too and leaves them in pool, valid in slot
+	// poolSlot only (pool and poolSlot belong to the turn's holder).
+	queued   atomic.Int64
+	pool     int
+	poolSlot int64
 
 	pausedUntil atomic.Int64 // unix nanoseconds, cached from the bucket
 	watchOnce   sync.Once
@@ -195,16 +201,24 @@ func (f *Fleet) lease(ctx context.Context) (string, error) {
 // budget allows it. The budget is a ring of per-slot counts, updated by
 // compare-and-set.
 func (f *Fleet) grant(ctx context.Context) error {
+	f.queued.Add(1)
 	select {
 	case f.turn <- struct{}{}:
 	case <-ctx.Done():
+		f.queued.Add(-1)
 		return fmt.Errorf("throttle: %w", ctx.Err())
 	}
+	f.queued.Add(-1)
 	defer func() { <-f.turn }()
 	waited := false
 	for conflicts := 0; ; {
 		now := time.Now()
 		cur := now.UnixNano() / int64(f.slot)
+		// Permits taken for this process's queue in this slot.
+		if f.pool > 0 && f.poolSlot == cur {
+			f.pool--
+			return nil
+		}
 		entry, err := f.cfg.KV.Get(ctx, f.rateKey)
 		var b budget
 		var rev uint64
@@ -230,14 +244,19 @@ func (f *Fleet) grant(ctx context.Context) error {
 			}
 			continue
 		}
-		if b.used() < f.cfg.Requests {
-			b.add(cur)
+		if used := b.used(); used < f.cfg.Requests {
+			// Take permits for the goroutines queued behind this one too
+			// (within the slot's share and the budget), so that a busy
+			// process pays one compare-and-set for several requests.
+			n := min(int(f.queued.Load())+1, int(f.slotCap()-b.at(cur)), f.cfg.Requests-used)
+			b.addN(cur, uint32(n))
 			if rev == 0 {
 				_, err = f.cfg.KV.Create(ctx, f.rateKey, b.encode())
 			} else {
 				_, err = f.cfg.KV.Update(ctx, f.rateKey, b.encode(), rev)
 			}
 			if err == nil {
+				f.pool, f.poolSlot = n-1, cur
 				return nil
 			}
 			if !isConflict(err) {
@@ -414,10 +433,10 @@ func (b *budget) advance(cur int64) {
 	b.last = cur
 }
 
-// add counts a grant in slot cur. A worker whose clock lags the newest slot
-// counts in the oldest slot it can.
-func (b *budget) add(cur int64) {
-	b.counts[max(0, len(b.counts)-1-int(b.last-cur))]++
+// addN counts n grants in slot cur. A worker whose clock lags the newest
+// slot counts in the oldest slot it can.
+func (b *budget) addN(cur int64, n uint32) {
+	b.counts[max(0, len(b.counts)-1-int(b.last-cur))] += n
 }
 
 // at is the count of slot cur (0 when it is older than the ring).
