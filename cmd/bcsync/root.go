@@ -39,6 +39,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newSimCmd(g),
 		newDemoCmd(g),
 		newBenchCmd(g),
+		newDLQCmd(g),
 	)
 	return root
 }
