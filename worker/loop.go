@@ -359,43 +359,51 @@ func explain(err error) string {
 // deadLetter copies the job, byte for byte, to BCSYNC_DLQ with its reason,
 // and returns only once JetStream stored it.
 func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, job *messages.Job, class Class, reason string) error {
+	dl := newDeadLetter(msg.Subject(), msg.Headers(), msg.Data(), md.Stream, md.Sequence.Stream, job, l.cfg.Subscription)
+	dl.ErrorClass, dl.Reason, dl.Attempts, dl.WorkerID = string(class), reason, int(md.NumDelivered), l.cfg.WorkerID
+	if md.NumDelivered > 1 {
+		// Earlier failures were not recorded: the job's stored time stands
+		// for the first.
+		dl.FirstFailure = md.Timestamp.UTC()
+	}
+	return storeDeadLetter(ctx, l.cfg.JS, dl)
+}
+
+// newDeadLetter records the original message, naming the job from its body
+// (job) or, for a job too broken to decode, from its subject.
+func newDeadLetter(subject string, h nats.Header, body []byte, stream string, seq uint64, job *messages.Job, subscription string) *messages.DeadLetter {
 	now := time.Now().UTC()
-	dl := messages.DeadLetter{
-		Subject:      msg.Subject(),
-		Headers:      map[string][]string(msg.Headers()),
-		Body:         msg.Data(),
-		Stream:       md.Stream,
-		StreamSeq:    md.Sequence.Stream,
-		ErrorClass:   string(class),
-		Reason:       reason,
-		Attempts:     int(md.NumDelivered),
-		FirstFailure: md.Timestamp.UTC(),
-		LastFailure:  now,
-		WorkerID:     l.cfg.WorkerID,
+	dl := &messages.DeadLetter{
+		Subject: subject, Headers: map[string][]string(h), Body: body, Stream: stream, StreamSeq: seq,
+		FirstFailure: now, LastFailure: now,
 	}
 	if job != nil {
 		dl.Subscription, dl.Type, dl.Key, dl.JobID = job.Subscription, job.Type, job.Key, job.ID
-	} else if p, err := messages.ParseSubject(msg.Subject()); err == nil {
+	} else if p, err := messages.ParseSubject(subject); err == nil {
 		dl.Subscription, dl.Type, dl.Key = p.Subscription, p.Type, p.Key
 	}
 	if dl.Subscription == "" {
-		dl.Subscription = l.cfg.Subscription
+		dl.Subscription = subscription
 	}
-	if md.NumDelivered <= 1 {
-		dl.FirstFailure = now
-	}
+	return dl
+}
+
+// storeDeadLetter publishes dl to BCSYNC_DLQ and returns once JetStream
+// stored it. Its Nats-Msg-Id is the job's stream sequence, so a letter
+// stored twice (by the loop and by the safety net) is kept once.
+func storeDeadLetter(ctx context.Context, js messages.Publisher, dl *messages.DeadLetter) error {
 	body, err := json.Marshal(dl)
 	if err != nil {
 		return fmt.Errorf("worker: encode dead letter: %w", err)
 	}
 	out := nats.NewMsg(messages.DLQSubject(dl.Subscription, dl.Type))
 	out.Data = body
-	out.Header.Set(messages.HeaderMsgID, messages.DLQMsgID(md.Sequence.Stream))
-	out.Header.Set(messages.HeaderDLQClass, string(class))
-	out.Header.Set(messages.HeaderDLQSubject, msg.Subject())
+	out.Header.Set(messages.HeaderMsgID, messages.DLQMsgID(dl.StreamSeq))
+	out.Header.Set(messages.HeaderDLQClass, dl.ErrorClass)
+	out.Header.Set(messages.HeaderDLQSubject, dl.Subject)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := l.cfg.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(messages.StreamDLQ)); err != nil {
+	if _, err := js.PublishMsg(pctx, out, jetstream.WithExpectStream(messages.StreamDLQ)); err != nil {
 		return fmt.Errorf("worker: publish dead letter: %w", err)
 	}
 	return nil

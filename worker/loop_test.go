@@ -364,3 +364,54 @@ func TestLoopLongJobIsNotRedelivered(t *testing.T) {
 		t.Errorf("the job ran %d times, want once", n)
 	}
 }
+
+// A job whose worker died on its last delivery (never settled) is moved to
+// the dead-letter stream by the safety net, and out of the jobs stream.
+func TestSafetyNetMovesUnsettledJobsToTheDLQ(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	cons, err := broker.EnsureConsumer(ctx, b.JS, broker.ConsumerOptions{
+		Subscription: "contoso", MaxDeliver: 2, AckWait: time.Second, MaxAckPending: 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := worker.SafetyNet(b.NC, b.JS, "net-1", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if _, _, err := messages.Publish(ctx, b.JS, messages.Job{ID: "dies-1", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "EAST"}); err != nil {
+		t.Fatal(err)
+	}
+	// Two deliveries, neither settled: a worker that dies each time.
+	for i := range 2 {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for range batch.Messages() {
+			n++
+		}
+		if n != 1 {
+			t.Fatalf("delivery %d: got %d messages", i+1, n)
+		}
+	}
+	// The server gives up on it when it would deliver it again: to a worker
+	// still pulling.
+	if batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*time.Second)); err == nil {
+		for m := range batch.Messages() {
+			t.Fatalf("delivered beyond MaxDeliver: %s", m.Subject())
+		}
+	}
+	env := &loopEnv{b: b, cons: cons}
+	waitFor(t, 15*time.Second, "the job moved to the DLQ", func() bool {
+		return env.streamMsgs(t, messages.StreamDLQ) == 1 && env.streamMsgs(t, messages.StreamJobs) == 0
+	})
+	dl := readDLQ(t, b.JS, 1)[0]
+	if dl.ErrorClass != "max_deliveries" || dl.JobID != "dies-1" || dl.Attempts != 2 || dl.WorkerID != "net-1" {
+		t.Errorf("dead letter %+v", dl)
+	}
+}

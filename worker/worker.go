@@ -98,6 +98,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		loops = append(loops, l)
 	}
+	stopNet, err := SafetyNet(opts.Broker.NC, opts.Broker.JS, opts.ID, log)
+	if err != nil {
+		return err
+	}
+	defer stopNet()
 	log.Info().Int("subscriptions", len(loops)).Msg("worker started")
 	var wg sync.WaitGroup
 	for _, l := range loops {
