@@ -170,7 +170,7 @@ func (l *Loop) pull(ctx, hard context.Context, wg *sync.WaitGroup) {
 		batch, err := l.cfg.Consumer.FetchNoWait(n)
 		got := 0
 		if err == nil {
-			got = l.dispatch(ctx, hard, wg, batch)
+			got = l.dispatch(hard, wg, batch)
 			err = quiet(batch.Error())
 		}
 		if err == nil && got == 0 {
@@ -178,7 +178,7 @@ func (l *Loop) pull(ctx, hard context.Context, wg *sync.WaitGroup) {
 			n = 1
 			batch, err = l.cfg.Consumer.Fetch(1, jetstream.FetchMaxWait(l.cfg.PollWait))
 			if err == nil {
-				got = l.dispatch(ctx, hard, wg, batch)
+				got = l.dispatch(hard, wg, batch)
 				err = quiet(batch.Error())
 			}
 		}
@@ -213,17 +213,14 @@ func (l *Loop) release(n int) {
 }
 
 // dispatch starts a goroutine per message, each owning one slot.
-func (l *Loop) dispatch(ctx, hard context.Context, wg *sync.WaitGroup, batch jetstream.MessageBatch) int {
+func (l *Loop) dispatch(hard context.Context, wg *sync.WaitGroup, batch jetstream.MessageBatch) int {
 	got := 0
+	// Jobs that arrive while stopping are processed all the same, within
+	// the grace period: a Nak now would make the server redeliver the job at
+	// once, possibly into a pull request nobody listens to any more, where
+	// it would wait for AckWait.
 	for msg := range batch.Messages() {
 		got++
-		if ctx.Err() != nil {
-			// Stopping: hand the job straight back to another worker.
-			_ = msg.Nak()
-			l.cfg.Stats.Returned.Add(1)
-			<-l.sem
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
