@@ -61,9 +61,28 @@ func newE2E(t *testing.T, o e2eOptions) *e2e {
 	if o.budget == 0 {
 		o.budget, o.window = 100000, "1m"
 	}
-	yaml := fmt.Sprintf(`
-subscriptions:
-  - name: %s
+	yaml := "subscriptions:\n" + subscriptionYAML(o.subscription, bc, ip, o.budget, o.window, o.maxDeliver)
+	secret, key := bc.ClientSecret(), ip.APIKey()
+	if o.wrongSecret != "" {
+		secret = o.wrongSecret
+	}
+	if o.wrongKey != "" {
+		key = o.wrongKey
+	}
+	cfg, err := config.Parse([]byte(yaml), config.MapEnv(map[string]string{
+		config.EnvPrefix(o.subscription) + "CLIENT_SECRET": secret,
+		config.EnvPrefix(o.subscription) + "IPAAS_API_KEY": key,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &e2e{t: t, bc: bc, ip: ip, b: brokertest.New(t), cfg: cfg, stats: &worker.Stats{}}
+}
+
+// subscriptionYAML is one subscription of a configuration file that points
+// at the fakes bc and ip, with a BC budget of budget per window.
+func subscriptionYAML(name string, bc *bctest.Server, ip *ipaastest.Server, budget int, window string, maxDeliver int) string {
+	return fmt.Sprintf(`  - name: %s
     company_name: %q
     tenant_id: %s
     client_id: %s
@@ -82,23 +101,8 @@ subscriptions:
       ack_wait: 10s
       backoff_initial: 20ms
       backoff_max: 200ms
-`, o.subscription, bc.CompanyName(), bc.TenantID(), bc.ClientID(), bc.Environment(), bc.URL(), bc.URL(),
-		o.budget, o.window, ip.URL(), ip.SystemID(), o.maxDeliver)
-	secret, key := bc.ClientSecret(), ip.APIKey()
-	if o.wrongSecret != "" {
-		secret = o.wrongSecret
-	}
-	if o.wrongKey != "" {
-		key = o.wrongKey
-	}
-	cfg, err := config.Parse([]byte(yaml), config.MapEnv(map[string]string{
-		config.EnvPrefix(o.subscription) + "CLIENT_SECRET": secret,
-		config.EnvPrefix(o.subscription) + "IPAAS_API_KEY": key,
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &e2e{t: t, bc: bc, ip: ip, b: brokertest.New(t), cfg: cfg, stats: &worker.Stats{}}
+`, name, bc.CompanyName(), bc.TenantID(), bc.ClientID(), bc.Environment(), bc.URL(), bc.URL(),
+		budget, window, ip.URL(), ip.SystemID(), maxDeliver)
 }
 
 // startWorker runs a worker with its own NATS connection, as a separate
@@ -525,28 +529,8 @@ func TestE2ETwoSubscriptionsUseTheirOwnCompanies(t *testing.T) {
 	t.Cleanup(b.Close)
 	ip2 := ipaastest.NewServer(ipaastest.Options{APIKey: "fabrikam-ipaas-key-0123456789abcdef", SystemID: 2002})
 	t.Cleanup(ip2.Close)
-	yaml := fmt.Sprintf(`
-subscriptions:
-  - name: contoso
-    company_name: %q
-    tenant_id: %s
-    client_id: %s
-    environment: %s
-    api_url: %s
-    authority_url: %s
-    ipaas: {base_url: %s, system_id: %d}
-    worker: {backoff_initial: 20ms, backoff_max: 200ms}
-  - name: fabrikam
-    company_name: %q
-    tenant_id: %s
-    client_id: %s
-    environment: %s
-    api_url: %s
-    authority_url: %s
-    ipaas: {base_url: %s, system_id: %d}
-    worker: {backoff_initial: 20ms, backoff_max: 200ms}
-`, a.bc.CompanyName(), a.bc.TenantID(), a.bc.ClientID(), a.bc.Environment(), a.bc.URL(), a.bc.URL(), a.ip.URL(), a.ip.SystemID(),
-		b.CompanyName(), b.TenantID(), b.ClientID(), b.Environment(), b.URL(), b.URL(), ip2.URL(), ip2.SystemID())
+	yaml := "subscriptions:\n" + subscriptionYAML("contoso", a.bc, a.ip, 100000, "1m", 5) +
+		subscriptionYAML("fabrikam", b, ip2, 100000, "1m", 5)
 	cfg, err := config.Parse([]byte(yaml), config.MapEnv(map[string]string{
 		"BCSYNC_CONTOSO_CLIENT_SECRET": a.bc.ClientSecret(), "BCSYNC_CONTOSO_IPAAS_API_KEY": a.ip.APIKey(),
 		"BCSYNC_FABRIKAM_CLIENT_SECRET": b.ClientSecret(), "BCSYNC_FABRIKAM_IPAAS_API_KEY": ip2.APIKey(),
