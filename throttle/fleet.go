@@ -36,7 +36,8 @@ type FleetConfig struct {
 	LeaseTTL time.Duration
 	// Slots divides the window to count grants. The budget is counted over
 	// Window plus 3% (one slot, and 2% for the time between a grant and the
-	// request's arrival, which varies), so that the service, counting
+	// request's arrival, which varies; a grant whose compare-and-set took
+	// more than 1% of the window is dropped rather than used), so that the service, counting
 	// arrivals, never sees more than Requests in a Window. Default 100.
 	Slots int
 	// Log receives pauses.
@@ -58,6 +59,9 @@ type Stats struct {
 	Pauses atomic.Int64
 	// Conflicts counts lost compare-and-set races on the budget.
 	Conflicts atomic.Int64
+	// Stale counts permits counted but not used because the store answered
+	// too slowly (more than 1% of the window) for them to be safe.
+	Stale atomic.Int64
 }
 
 // Fleet is a fleet-wide Limiter: a sliding-window request budget and a
@@ -256,6 +260,14 @@ func (f *Fleet) grant(ctx context.Context) error {
 				_, err = f.cfg.KV.Update(ctx, f.rateKey, b.encode(), rev)
 			}
 			if err == nil {
+				if time.Since(now) > f.cfg.Window/100 {
+					// The store was slow: these permits were counted in a
+					// slot that is too far behind the request they would
+					// let out, which would eat the margin for the request's
+					// travel. Leave them counted and unused, and try again.
+					f.cfg.Stats.Stale.Add(int64(n))
+					continue
+				}
 				f.pool, f.poolSlot = n-1, cur
 				return nil
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/throttle"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // fleets makes n limiters sharing one budget, each on its own NATS
@@ -169,5 +170,72 @@ func TestFleetAcquireHonoursContext(t *testing.T) {
 	defer cancel()
 	if _, err := fs[0].Acquire(ctx); err == nil {
 		t.Fatal("acquired beyond a budget of 1 per hour")
+	}
+}
+
+// slowKV answers every other Update late, as a loaded NATS server would.
+type slowKV struct {
+	jetstream.KeyValue
+	n     atomic.Int32
+	delay time.Duration
+}
+
+func (s *slowKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	r, err := s.KeyValue.Update(ctx, key, value, rev)
+	if s.n.Add(1)%2 == 0 {
+		time.Sleep(s.delay)
+	}
+	return r, err
+}
+
+func TestSlowStoreDoesNotStretchTheBudget(t *testing.T) {
+	t.Parallel()
+	const budget, window, run = 10, time.Second, 4 * time.Second
+	b := brokertest.New(t)
+	var mu sync.Mutex
+	var grants []time.Time
+	var stale int64
+	ctx, cancel := context.WithTimeout(context.Background(), run)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 4 {
+		kv := &slowKV{KeyValue: brokertest.KV(t, b, broker.BucketThrottle), delay: 150 * time.Millisecond}
+		f, err := throttle.NewFleet(throttle.FleetConfig{KV: kv, Name: "bc-app", Requests: budget, Window: window, MaxConcurrency: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(f.Close)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { mu.Lock(); stale += f.Stats().Stale.Load(); mu.Unlock() }()
+			for {
+				release, err := f.Acquire(ctx)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				grants = append(grants, time.Now())
+				mu.Unlock()
+				release()
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Slice(grants, func(i, j int) bool { return grants[i].Before(grants[j]) })
+	// Permits counted 150 ms before they were handed out would let 11
+	// requests out within 0.85 s.
+	for i := range grants {
+		if i+budget < len(grants) && grants[i+budget].Sub(grants[i]) < window-window/20 {
+			t.Fatalf("%d grants within %v: a slow store stretched the budget", budget+1, grants[i+budget].Sub(grants[i]))
+		}
+	}
+	if stale == 0 {
+		t.Error("no permit was dropped although the store answered 150 ms late")
+	}
+	// Half the store's answers are late, and their permits are lost: the
+	// budget still flows, at a lower rate.
+	if len(grants) < budget {
+		t.Errorf("%d grants in %v, want at least %d", len(grants), run, budget)
 	}
 }
