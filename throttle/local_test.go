@@ -3,7 +3,6 @@ package throttle_test
 import (
 	"context"
 	"errors"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,34 +81,8 @@ func TestLocalSlidingWindow(t *testing.T) {
 	t.Parallel()
 	const budget, window, run = 10, 200 * time.Millisecond, time.Second
 	l := throttle.NewLocal(budget, window, 0)
-	var mu sync.Mutex
-	var grants []time.Time
-	ctx, cancel := context.WithTimeout(context.Background(), run)
-	defer cancel()
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				release, err := l.Acquire(ctx)
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				grants = append(grants, time.Now())
-				mu.Unlock()
-				release()
-			}
-		}()
-	}
-	wg.Wait()
-	sort.Slice(grants, func(i, j int) bool { return grants[i].Before(grants[j]) })
-	for i := range grants {
-		if i+budget < len(grants) && grants[i+budget].Sub(grants[i]) < window-15*time.Millisecond {
-			t.Fatalf("%d grants within %v", budget+1, grants[i+budget].Sub(grants[i]))
-		}
-	}
+	grants := hammer(run, 8, l)
+	checkWindow(t, grants, budget, window-15*time.Millisecond)
 	if want := int(0.9 * budget * float64(run/window)); len(grants) < want {
 		t.Errorf("%d grants in %v, want at least %d", len(grants), run, want)
 	}
