@@ -163,3 +163,35 @@ func TestEnsureConcurrentlyAndApplyChanges(t *testing.T) {
 		t.Errorf("duplicate window %v after a changed setting, want 5m", got)
 	}
 }
+
+// A worker starting with other settings updates the consumer, but must not
+// resume it when the fleet paused it (a dependency down, refused
+// credentials).
+func TestEnsureConsumerKeepsAPause(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	o := broker.ConsumerOptions{Subscription: "contoso", MaxDeliver: 3, AckWait: time.Minute, MaxAckPending: 10}
+	if _, err := broker.EnsureConsumer(ctx, b.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Hour)
+	if _, err := b.JS.PauseConsumer(ctx, messages.StreamJobs, broker.ConsumerName("contoso"), until); err != nil {
+		t.Fatal(err)
+	}
+	o.AckWait = 2 * time.Minute
+	c, err := broker.EnsureConsumer(ctx, b.JS, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.AckWait != 2*time.Minute {
+		t.Errorf("AckWait %v, want the new 2m", info.Config.AckWait)
+	}
+	if !info.Paused || info.Config.PauseUntil == nil || info.Config.PauseUntil.Sub(until).Abs() > time.Second {
+		t.Errorf("paused=%v until=%v after an update, want paused until %v", info.Paused, info.Config.PauseUntil, until)
+	}
+}

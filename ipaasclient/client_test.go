@@ -820,3 +820,17 @@ func TestThrottlingIsReportedToTheLimiter(t *testing.T) {
 		t.Errorf("limiter heard %v, want one 3s pause", lim.waits)
 	}
 }
+
+func TestPing(t *testing.T) {
+	t.Parallel()
+	_, _, c := setup(t, ipaastest.Options{}, nil)
+	if err := c.Ping(t.Context()); err != nil {
+		t.Errorf("ping with the right key: %v", err)
+	}
+	_, _, bad := setup(t, ipaastest.Options{}, nil, func(cfg *ipaasclient.Config) { cfg.APIKey = "expired-key-0000000000000000" })
+	err := bad.Ping(t.Context())
+	var ae *ipaasclient.APIError
+	if !errors.As(err, &ae) || ae.Family() != "AUTH" {
+		t.Errorf("ping with a wrong key = %v, want an AUTH APIError", err)
+	}
+}

@@ -312,3 +312,14 @@ func mergeRecord(cur, fields map[string]any, id string) map[string]any {
 	}
 	return merged
 }
+
+// Ping checks that iPaaS.com answers and accepts the API key: it looks up an
+// external id that is never linked. It returns nil when the lookup was
+// answered (linked or not) and the APIError otherwise, e.g. AUTH for an
+// expired key.
+func (c *Client) Ping(ctx context.Context) error {
+	if _, err := c.lookup(ctx, pathTable[KindCustomerCategory], "bcsync-ping"); err != nil {
+		return fmt.Errorf("ipaas: ping: %w", err)
+	}
+	return nil
+}

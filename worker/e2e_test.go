@@ -32,6 +32,8 @@ type e2e struct {
 	b     *broker.Broker
 	cfg   *config.Config
 	stats *worker.Stats
+	// tune, when set, adjusts each worker's options.
+	tune func(*worker.Options)
 }
 
 type e2eOptions struct {
@@ -115,9 +117,11 @@ func (e *e2e) startWorker(id string, log zerolog.Logger, hc *http.Client) (stop 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- worker.Run(ctx, e.cfg, worker.Options{Broker: wb, ID: id, Grace: 2 * time.Second, PollWait: 200 * time.Millisecond, Log: log, Stats: e.stats, HTTPClient: hc})
-	}()
+	opts := worker.Options{Broker: wb, ID: id, Grace: 2 * time.Second, PollWait: 200 * time.Millisecond, Log: log, Stats: e.stats, HTTPClient: hc}
+	if e.tune != nil {
+		e.tune(&opts)
+	}
+	go func() { done <- worker.Run(ctx, e.cfg, opts) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -139,6 +143,16 @@ func (e *e2e) publish(typ messages.Type, keys ...string) {
 			e.t.Fatal(err)
 		}
 	}
+}
+
+// consumerPaused reports whether the subscription's consumer is paused.
+func (e *e2e) consumerPaused() bool {
+	e.t.Helper()
+	c, err := e.b.JS.Consumer(context.Background(), messages.StreamJobs, broker.ConsumerName("contoso"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c.CachedInfo().Paused
 }
 
 func (e *e2e) streamMsgs(name string) uint64 {
@@ -380,7 +394,6 @@ func TestE2ENoSecretInLogsOrDeadLetters(t *testing.T) {
 			logs := &syncBuffer{}
 			rt := &recordingTransport{tokens: map[string]bool{}}
 			e.startWorker("w1", zerolog.New(logs).Level(zerolog.DebugLevel), &http.Client{Transport: rt, Timeout: 10 * time.Second})
-			e.publish(messages.TypeLocation, e.bc.LocationCodes()...)
 			// A customer snapshot that cannot be mapped: dead-lettered at once.
 			if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{
 				Subscription: "contoso", Type: messages.TypeCustomer, Op: messages.OpUpsert, Key: "C999",
@@ -388,9 +401,19 @@ func TestE2ENoSecretInLogsOrDeadLetters(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 30*time.Second, "every job settled", func() bool {
-				return e.stats.Acked.Load()+e.stats.DeadLettered.Load() == 6
-			})
+			waitFor(t, 30*time.Second, "the malformed job dead-lettered", func() bool { return e.stats.DeadLettered.Load() == 1 })
+			e.publish(messages.TypeLocation, e.bc.LocationCodes()...)
+			if tc.o.wrongSecret == "" && tc.o.wrongKey == "" {
+				waitFor(t, 30*time.Second, "every job acked", func() bool { return e.stats.Acked.Load() == 5 })
+			} else {
+				// Refused credentials hold the jobs and pause the subscription.
+				waitFor(t, 30*time.Second, "the jobs held", func() bool { return e.stats.Held.Load() >= 1 })
+				waitFor(t, 10*time.Second, "the subscription paused", func() bool { return e.consumerPaused() })
+				time.Sleep(200 * time.Millisecond) // in-flight jobs settle
+				if n := e.stats.DeadLettered.Load(); n != 1 {
+					t.Errorf("%d dead letters, want only the malformed job's", n)
+				}
+			}
 			var dead []string
 			for _, dl := range readDLQ(t, e.b.JS, int(e.stats.DeadLettered.Load())) {
 				dead = append(dead, dl.Reason, string(dl.Body), fmt.Sprint(dl.Headers))

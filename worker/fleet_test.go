@@ -6,6 +6,7 @@ import (
 
 	"github.com/bcsync/bcsync/bcclient/bctest"
 	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker"
 	"github.com/rs/zerolog"
 )
 
@@ -31,6 +32,11 @@ func TestFleetSharesBCBudgetAndToken(t *testing.T) {
 	})
 	e.bc.SetLatency(10 * time.Millisecond)
 	e.publish(messages.TypeLocation, e.bc.LocationCodes()...)
+	var shared []*worker.SharedStats
+	e.tune = func(o *worker.Options) {
+		o.SharedStats = &worker.SharedStats{}
+		shared = append(shared, o.SharedStats)
+	}
 	var stops []func()
 	for _, id := range []string{"w1", "w2", "w3"} {
 		stops = append(stops, e.startWorker(id, zerolog.Nop(), nil))
@@ -50,6 +56,11 @@ func TestFleetSharesBCBudgetAndToken(t *testing.T) {
 	for _, stop := range stops {
 		stop()
 	}
+	var stale int64
+	for _, sh := range shared {
+		stale += sh.Stale
+	}
+	t.Logf("permits dropped because the KV store answered late: %d", stale)
 	// Requests BC served (429s aside) against what 30 s of a 120-per-10 s
 	// sliding window allow.
 	served := st.APIRequests - st.Throttled - st.Unauthorized

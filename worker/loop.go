@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,21 +63,29 @@ type LoopConfig struct {
 	Log zerolog.Logger
 	// Stats, when set, counts outcomes (shared by several loops).
 	Stats *Stats
+	// Breaker, when set, is fed every outcome; it pauses the consumer when
+	// a dependency is down or refuses the credentials, and tells Decide
+	// whether a transient failure is the job's fault.
+	Breaker *Breaker
 }
 
 // Stats counts job outcomes. Safe for concurrent use.
 type Stats struct {
 	Acked        atomic.Int64
-	Retried      atomic.Int64
+	Retried      atomic.Int64 // failed, counted toward dead-lettering
+	Held         atomic.Int64 // failed while a dependency was down: not counted
+	Requeued     atomic.Int64 // held on their last delivery: copied anew
 	DeadLettered atomic.Int64
 	Returned     atomic.Int64 // handed back on shutdown
 }
 
 // Loop pulls one subscription's jobs and processes them.
 type Loop struct {
-	cfg     LoopConfig
-	sem     chan struct{}
-	ackWait time.Duration // the consumer's, for heartbeats
+	cfg      LoopConfig
+	sem      chan struct{}
+	ackWait  time.Duration // the consumer's, for heartbeats
+	handler  atomic.Pointer[Handler]
+	redactor atomic.Pointer[Redactor]
 }
 
 // NewLoop checks the configuration and applies defaults.
@@ -116,10 +126,20 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	}
 	cfg.Log = cfg.Log.With().Str("subscription", cfg.Subscription).Logger()
 	l := &Loop{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency)}
+	l.SetHandler(cfg.Handler, cfg.Redactor)
 	if info := cfg.Consumer.CachedInfo(); info != nil {
 		l.ackWait = info.Config.AckWait
 	}
 	return l, nil
+}
+
+// SetHandler replaces the handler and the redactor for the jobs that start
+// from now on: the clients rebuilt with corrected credentials.
+func (l *Loop) SetHandler(h Handler, r *Redactor) {
+	l.handler.Store(&h)
+	if r != nil {
+		l.redactor.Store(r)
+	}
 }
 
 // Run pulls and processes jobs until ctx ends. Then it stops pulling, lets
@@ -130,6 +150,10 @@ func (l *Loop) Run(ctx context.Context) error {
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
 	var wg sync.WaitGroup
+	if l.cfg.Breaker != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.cfg.Breaker.Run(ctx) }()
+	}
 
 	l.pull(ctx, hard, &wg)
 
@@ -254,7 +278,7 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 	log = log.With().Str("job_id", job.ID).Str("type", string(job.Type)).Str("op", string(job.Op)).Str("key", job.Key).Logger()
 	start := time.Now()
 	stopBeat := l.heartbeat(msg, log)
-	err = l.cfg.Handler.Handle(log.WithContext(ctx), job)
+	err = (*l.handler.Load()).Handle(log.WithContext(ctx), job)
 	stopBeat()
 	if err != nil && ctx.Err() != nil {
 		// Cancelled at the end of the grace period: not the job's fault.
@@ -298,11 +322,21 @@ func (l *Loop) heartbeat(msg jetstream.Msg, log zerolog.Logger) (stop func()) {
 	return func() { close(done); <-finished }
 }
 
-// settle acknowledges, retries or dead-letters a job according to err.
+// settle acknowledges, retries, holds, requeues or dead-letters a job
+// according to err (see Decide).
 func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, job *messages.Job, err error, log zerolog.Logger) {
 	attempt := int(md.NumDelivered)
 	class := Classify(err)
-	switch Decide(class, attempt, l.cfg.MaxDeliver) {
+	redactor := l.redactor.Load()
+	reason := ""
+	if err != nil {
+		reason = redactor.Redact(explain(err))
+	}
+	down := false
+	if l.cfg.Breaker != nil {
+		down = l.cfg.Breaker.Record(ctx, class, msg.Subject(), reason)
+	}
+	switch Decide(class, attempt, l.cfg.MaxDeliver, down) {
 	case ActionAck:
 		// DoubleAck waits for the server's confirmation; if it is lost, the
 		// job comes back after AckWait and the idempotent write repeats.
@@ -316,21 +350,40 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 	case ActionRetry:
 		ra, _ := RetryAfter(err)
 		delay := l.cfg.Backoff.Delay(attempt, ra)
-		log.Warn().Str("error_class", string(class)).Str("error", l.cfg.Redactor.Redact(explain(err))).
+		log.Warn().Str("error_class", string(class)).Str("error", reason).
 			Dur("retry_in", delay).Msg("job failed; will retry")
-		if nerr := msg.NakWithDelay(delay); nerr != nil {
-			log.Warn().Err(nerr).Msg("nak failed; the job will be redelivered after AckWait")
-		}
+		l.nak(msg, delay, log)
 		l.cfg.Stats.Retried.Add(1)
+	case ActionHold:
+		// Not the job's fault: the breaker logs the outage once, so each
+		// held job is only a debug line.
+		ra, _ := RetryAfter(err)
+		delay := l.cfg.Backoff.Delay(attempt, ra)
+		log.Debug().Str("error_class", string(class)).Str("error", reason).
+			Dur("retry_in", delay).Msg("job held: a dependency is down or throttling")
+		l.nak(msg, delay, log)
+		l.cfg.Stats.Held.Add(1)
+	case ActionRequeue:
+		if qerr := l.requeue(ctx, msg, md); qerr != nil {
+			// Not copied: the delivery stays unsettled. If it was the last,
+			// the safety net moves it to the dead-letter stream.
+			log.Error().Err(qerr).Msg("could not requeue a held job on its last delivery")
+			l.nak(msg, l.cfg.Backoff.Delay(1, 0), log)
+			return
+		}
+		log.Info().Str("error_class", string(class)).Msg("held job requeued on its last delivery")
+		if terr := msg.TermWithReason("requeued"); terr != nil {
+			log.Warn().Err(terr).Msg("term after requeueing failed; the job may run twice (idempotently)")
+		}
+		l.cfg.Stats.Requeued.Add(1)
 	case ActionDeadLetter:
-		reason := l.cfg.Redactor.Redact(explain(err))
 		if class != ClassPermanent && class != ClassNotFound {
 			reason = fmt.Sprintf("gave up after %d attempts: %s", attempt, reason)
 		}
 		if derr := l.deadLetter(ctx, msg, md, job, class, reason); derr != nil {
 			// Not copied: keep the job. It comes back and is tried again.
 			log.Error().Err(derr).Msg("could not copy the job to the dead-letter stream; it stays queued")
-			_ = msg.NakWithDelay(l.cfg.Backoff.Delay(1, 0))
+			l.nak(msg, l.cfg.Backoff.Delay(1, 0), log)
 			return
 		}
 		log.Error().Str("error_class", string(class)).Str("reason", reason).Msg("job dead-lettered")
@@ -341,6 +394,46 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 		l.cfg.Stats.DeadLettered.Add(1)
 	}
 }
+
+func (l *Loop) nak(msg jetstream.Msg, delay time.Duration, log zerolog.Logger) {
+	if err := msg.NakWithDelay(delay); err != nil {
+		log.Warn().Err(err).Msg("nak failed; the job will be redelivered after AckWait")
+	}
+}
+
+// requeue publishes a copy of a held job, as the job stream's newest
+// message, with a fresh delivery count, and returns once JetStream stored
+// it. Its Nats-Msg-Id names the delivery it replaces, so that a requeue
+// repeated after a crash is stored once.
+func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
+	out := nats.NewMsg(msg.Subject())
+	out.Data = msg.Data()
+	prior := 0
+	for k, vs := range msg.Headers() {
+		switch {
+		case strings.EqualFold(k, messages.HeaderMsgID), strings.HasPrefix(strings.ToLower(k), "nats-expected-"):
+			continue
+		case strings.EqualFold(k, HeaderDeliveries):
+			prior, _ = strconv.Atoi(msg.Headers().Get(k))
+			continue
+		}
+		for _, v := range vs {
+			out.Header.Add(k, v)
+		}
+	}
+	out.Header.Set(messages.HeaderMsgID, fmt.Sprintf("bcsync-requeue-%d", md.Sequence.Stream))
+	out.Header.Set(HeaderDeliveries, strconv.Itoa(prior+int(md.NumDelivered)))
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := l.cfg.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(messages.StreamJobs)); err != nil {
+		return fmt.Errorf("worker: requeue: %w", err)
+	}
+	return nil
+}
+
+// HeaderDeliveries counts, on a requeued job, the deliveries of the copies
+// it replaces.
+const HeaderDeliveries = "Bcsync-Deliveries"
 
 // explain is the error text plus, when known, what the operator must do.
 func explain(err error) string {
@@ -357,7 +450,8 @@ func explain(err error) string {
 // and returns only once JetStream stored it.
 func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, job *messages.Job, class Class, reason string) error {
 	dl := newDeadLetter(msg.Subject(), msg.Headers(), msg.Data(), md.Stream, md.Sequence.Stream, job, l.cfg.Subscription)
-	dl.ErrorClass, dl.Reason, dl.Attempts, dl.WorkerID = string(class), reason, int(md.NumDelivered), l.cfg.WorkerID
+	prior, _ := strconv.Atoi(msg.Headers().Get(HeaderDeliveries))
+	dl.ErrorClass, dl.Reason, dl.Attempts, dl.WorkerID = string(class), reason, prior+int(md.NumDelivered), l.cfg.WorkerID
 	if md.NumDelivered > 1 {
 		// Earlier failures were not recorded: the job's stored time stands
 		// for the first.

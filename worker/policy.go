@@ -121,31 +121,50 @@ type Action int
 const (
 	// ActionAck acknowledges the job: it is done.
 	ActionAck Action = iota
-	// ActionRetry returns the job to be redelivered after a delay.
+	// ActionRetry returns the job to be redelivered after a delay; the
+	// failure counts toward dead-lettering.
 	ActionRetry
+	// ActionHold returns the job to be redelivered after a delay without
+	// blaming it: a dependency is down, throttling or refusing our
+	// credentials. The subscription's breaker pauses the consumer.
+	ActionHold
+	// ActionRequeue is ActionHold on the job's last allowed delivery: a copy
+	// is published to the job stream, then the delivery is terminated, so
+	// that an outage never turns the backlog into dead letters.
+	ActionRequeue
 	// ActionDeadLetter copies the job to BCSYNC_DLQ, then terminates it.
 	ActionDeadLetter
 )
 
 func (a Action) String() string {
-	return [...]string{"ack", "retry", "dead_letter"}[a]
+	return [...]string{"ack", "retry", "hold", "requeue", "dead_letter"}[a]
 }
 
-// Decide maps a failure class to an action. attempt is the delivery count of
-// the job (1 for the first delivery) and maxDeliver the consumer's limit:
-// the last allowed delivery that fails is dead-lettered whatever the class,
-// so that JetStream never stops redelivering a job that is not in the DLQ.
-func Decide(class Class, attempt, maxDeliver int) Action {
-	switch class {
-	case "":
+// Decide maps a failure class to an action. attempt is the job's delivery
+// count (1 for the first delivery), maxDeliver the consumer's limit, and
+// down whether the subscription's breaker holds a dependency for down.
+//
+// Only failures that may be the job's own count toward dead-lettering:
+// permanent and not-found ones at once, transient ones on the last allowed
+// delivery. Throttling, refused credentials and transient failures while a
+// dependency is down never do: they hold the job, and on its last delivery
+// requeue it.
+func Decide(class Class, attempt, maxDeliver int, down bool) Action {
+	last := maxDeliver > 0 && attempt >= maxDeliver
+	counts := class == ClassTransient && !down
+	switch {
+	case class == "":
 		return ActionAck
-	case ClassPermanent, ClassNotFound:
+	case class == ClassPermanent, class == ClassNotFound:
 		return ActionDeadLetter
-	}
-	if maxDeliver > 0 && attempt >= maxDeliver {
+	case counts && last:
 		return ActionDeadLetter
+	case counts:
+		return ActionRetry
+	case last:
+		return ActionRequeue
 	}
-	return ActionRetry
+	return ActionHold
 }
 
 // RetryAfter reports the delay a service asked for with Retry-After.

@@ -19,23 +19,33 @@ func TestDecide(t *testing.T) {
 	tests := []struct {
 		class       Class
 		attempt, md int
+		down        bool
 		want        Action
 	}{
-		{"", 1, 5, ActionAck},
-		{"", 5, 5, ActionAck},
-		{ClassPermanent, 1, 5, ActionDeadLetter},
-		{ClassNotFound, 1, 5, ActionDeadLetter},
-		{ClassTransient, 1, 5, ActionRetry},
-		{ClassTransient, 4, 5, ActionRetry},
-		{ClassTransient, 5, 5, ActionDeadLetter},
-		{ClassThrottled, 2, 5, ActionRetry},
-		{ClassThrottled, 5, 5, ActionDeadLetter},
-		{ClassAuth, 1, 5, ActionRetry},
-		{ClassAuth, 5, 5, ActionDeadLetter},
+		{"", 1, 5, false, ActionAck},
+		{"", 5, 5, false, ActionAck},
+		{"", 5, 5, true, ActionAck},
+		{ClassPermanent, 1, 5, false, ActionDeadLetter},
+		{ClassPermanent, 1, 5, true, ActionDeadLetter},
+		{ClassNotFound, 1, 5, false, ActionDeadLetter},
+		// A transient failure counts while the dependency is up...
+		{ClassTransient, 1, 5, false, ActionRetry},
+		{ClassTransient, 4, 5, false, ActionRetry},
+		{ClassTransient, 5, 5, false, ActionDeadLetter},
+		// ...and not while it is down.
+		{ClassTransient, 1, 5, true, ActionHold},
+		{ClassTransient, 5, 5, true, ActionRequeue},
+		{ClassTransient, 9, 5, true, ActionRequeue},
+		// Throttling and refused credentials never count.
+		{ClassThrottled, 2, 5, false, ActionHold},
+		{ClassThrottled, 5, 5, false, ActionRequeue},
+		{ClassAuth, 1, 5, false, ActionHold},
+		{ClassAuth, 1, 5, true, ActionHold},
+		{ClassAuth, 5, 5, false, ActionRequeue},
 	}
 	for _, tt := range tests {
-		if got := Decide(tt.class, tt.attempt, tt.md); got != tt.want {
-			t.Errorf("Decide(%q, %d, %d) = %v, want %v", tt.class, tt.attempt, tt.md, got, tt.want)
+		if got := Decide(tt.class, tt.attempt, tt.md, tt.down); got != tt.want {
+			t.Errorf("Decide(%q, %d, %d, down=%v) = %v, want %v", tt.class, tt.attempt, tt.md, tt.down, got, tt.want)
 		}
 	}
 }

@@ -60,6 +60,8 @@ type SharedStats struct {
 	// Granted, Waited (ns), RateWaits, LeaseWaits and Pauses (429s or
 	// Retry-After reported by a service) are summed over the budgets.
 	Granted, Waited, RateWaits, LeaseWaits, Pauses int64
+	// Stale counts permits dropped because the KV store answered late.
+	Stale int64
 }
 
 // Stats returns the counters.
@@ -77,6 +79,7 @@ func (s *Shared) Stats() SharedStats {
 		st.RateWaits += bs.RateWaits.Load()
 		st.LeaseWaits += bs.LeaseWaits.Load()
 		st.Pauses += bs.Pauses.Load()
+		st.Stale += bs.Stale.Load()
 	}
 	return st
 }
@@ -94,9 +97,12 @@ func hashName(prefix string, parts ...string) string {
 // registration.
 func (s *Shared) tokenSource(sub *config.Subscription, creds bcclient.Credentials) (oauth2.TokenSource, error) {
 	id := tokencache.Identity{AuthorityURL: sub.AuthorityURL, TenantID: sub.TenantID, ClientID: sub.ClientID, Scope: sub.Scope}
+	// A new secret (rotated, or corrected after it was refused) gets a new
+	// source; the fleet's token stays keyed by the identity.
+	key := id.Key() + hashName("/", sub.ClientSecret.Reveal())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ts, ok := s.tokens[id.Key()]; ok {
+	if ts, ok := s.tokens[key]; ok {
 		return ts, nil
 	}
 	fetch, err := creds.Fetcher()
@@ -110,7 +116,7 @@ func (s *Shared) tokenSource(sub *config.Subscription, creds bcclient.Credential
 	if err != nil {
 		return nil, err
 	}
-	s.tokens[id.Key()] = ts
+	s.tokens[key] = ts
 	return ts, nil
 }
 

@@ -46,6 +46,17 @@ type Options struct {
 	// SharedStats, when set, receives the shared tokens' and budgets'
 	// counters when Run returns.
 	SharedStats *SharedStats
+	// Reload re-reads the configuration: a subscription paused for refused
+	// credentials is probed with what it returns, so that a corrected
+	// secret (a file, e.g. a Kubernetes Secret) resumes it without a
+	// restart. Nil: probes use the configuration Run started with.
+	Reload func() (*config.Config, error)
+	// Breaker tunes the subscriptions' breakers (Subscription, JS,
+	// Consumer, Probe, Log and Stats are set per subscription).
+	Breaker BreakerConfig
+	// BreakerStats, when set, receives each subscription's breaker
+	// counters, by subscription name, as the loops are made.
+	BreakerStats map[string]*BreakerStats
 
 	shared *Shared
 }
@@ -83,7 +94,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			st := sh.Stats()
 			log.Info().Int64("token_fetches", st.TokenFetches).Int64("permits_granted", st.Granted).
 				Int64("rate_waits", st.RateWaits).Int64("lease_waits", st.LeaseWaits).
-				Dur("time_waited", time.Duration(st.Waited)).Int64("throttled_429", st.Pauses).
+				Dur("time_waited", time.Duration(st.Waited)).Int64("throttled_429", st.Pauses).Int64("stale_permits", st.Stale).
 				Msg("shared token and request budgets")
 			if opts.SharedStats != nil {
 				*opts.SharedStats = st
@@ -213,7 +224,25 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 	if err != nil {
 		return nil, err
 	}
-	return NewLoop(LoopConfig{
+	var loop *Loop
+	bcfg := opts.Breaker
+	bcfg.Subscription, bcfg.JS, bcfg.Consumer, bcfg.Log = sub.Name, opts.Broker.JS, broker.ConsumerName(sub.Name), log
+	if st, ok := opts.BreakerStats[sub.Name]; ok {
+		bcfg.Stats = st
+	}
+	bcfg.Probe = func(ctx context.Context) error {
+		h, r, err := probe(ctx, sub, opts)
+		if err != nil {
+			return err
+		}
+		loop.SetHandler(h, r)
+		return nil
+	}
+	breaker, err := NewBreaker(bcfg)
+	if err != nil {
+		return nil, err
+	}
+	loop, err = NewLoop(LoopConfig{
 		Subscription: sub.Name,
 		Consumer:     cons,
 		JS:           opts.Broker.JS,
@@ -227,5 +256,35 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		Redactor:     NewRedactor(sub.ClientSecret.Reveal(), sub.IPaaS.APIKey.Reveal()),
 		Log:          log,
 		Stats:        opts.Stats,
+		Breaker:      breaker,
 	})
+	return loop, err
+}
+
+// probe checks a subscription's credentials with the configuration as it is
+// now: a BC token and the company, and the iPaaS.com key. On success it
+// returns a handler built with them and a redactor that knows the secrets.
+func probe(ctx context.Context, sub *config.Subscription, opts Options) (Handler, *Redactor, error) {
+	if opts.Reload != nil {
+		cfg, err := opts.Reload()
+		if err != nil {
+			return nil, nil, fmt.Errorf("re-read the configuration: %w", err)
+		}
+		s, ok := cfg.Subscription(sub.Name)
+		if !ok {
+			return nil, nil, fmt.Errorf("subscription %q is no longer in the configuration", sub.Name)
+		}
+		sub = s
+	}
+	bc, ip, err := Clients(context.WithoutCancel(ctx), sub, opts.HTTPClient, opts.shared)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := bc.CompanyID(ctx); err != nil {
+		return nil, nil, err
+	}
+	if err := ip.Ping(ctx); err != nil {
+		return nil, nil, err
+	}
+	return &Syncer{BC: bc, IPaaS: ip}, NewRedactor(sub.ClientSecret.Reveal(), sub.IPaaS.APIKey.Reveal()), nil
 }

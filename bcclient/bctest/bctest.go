@@ -212,6 +212,8 @@ type Server struct {
 	companies []*company   // the first holds the data
 	tokens    map[string]time.Time
 	fail      failure
+	outage    failure // n unused: every API request fails while status != 0
+	secret    string  // the accepted client secret (SetClientSecret)
 	secretExp bool
 	disabled  bool
 	subs      []*subscription // live or expired, in creation order
@@ -242,6 +244,7 @@ func New(opts Options) *Server {
 	opts.setDefaults()
 	s := &Server{
 		opts:     opts,
+		secret:   opts.ClientSecret,
 		tokens:   make(map[string]time.Time),
 		counters: make(map[string]*atomic.Int64),
 		limits:   newLimiter(opts),
@@ -307,7 +310,11 @@ func (s *Server) CompanyID() string { return s.companies[0].id }
 func (s *Server) ClientID() string { return s.opts.ClientID }
 
 // ClientSecret returns the app registration's client secret.
-func (s *Server) ClientSecret() string { return s.opts.ClientSecret }
+func (s *Server) ClientSecret() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.secret
+}
 
 // PriceGroupService returns the OData V4 service name for price groups.
 func (s *Server) PriceGroupService() string { return s.opts.PriceGroupService }
@@ -420,6 +427,24 @@ func (s *Server) FailNext(n int, status int, retryAfter time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fail = failure{n: n, status: status, retryAfter: retryAfter}
+}
+
+// SetOutage makes every BC API request (not the token endpoint) answer
+// status with BC's error body, as FailNext does, until SetOutage(0).
+func (s *Server) SetOutage(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outage = failure{status: status}
+}
+
+// SetClientSecret replaces the app registration's secret, as an admin who
+// deletes a secret and adds another in the Entra admin center: the old one
+// is answered with AADSTS7000215. Tokens already issued stay valid (as in
+// Entra); ExpireTokens ends them.
+func (s *Server) SetClientSecret(secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secret = secret
 }
 
 // SetLatency delays every BC API request by d (the wait ends early if the
@@ -561,10 +586,13 @@ func (s *Server) tokenValid(tok string, now time.Time) bool {
 	return ok && now.Before(exp)
 }
 
-// nextFailure consumes one injected failure.
+// nextFailure consumes one injected failure, or reports the outage.
 func (s *Server) nextFailure() (failure, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.outage.status != 0 {
+		return s.outage, true
+	}
 	if s.fail.n <= 0 {
 		return failure{}, false
 	}

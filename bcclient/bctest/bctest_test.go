@@ -668,3 +668,34 @@ func TestConcurrentStats(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+func TestSetOutage(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, bctest.Options{})
+	tok := token(t, s)
+	s.SetOutage(http.StatusServiceUnavailable)
+	for i := range 5 {
+		resp, body := get(t, s, tok, apiRoot(s)+"/companies")
+		if resp.StatusCode != 503 || errorCode(body) != "Internal_ServiceUnavailable" {
+			t.Errorf("request %d during the outage: %d %v", i, resp.StatusCode, body)
+		}
+	}
+	token(t, s) // the token endpoint is Entra's, not BC's: it still answers
+	s.SetOutage(0)
+	if resp, _ := get(t, s, tok, apiRoot(s)+"/companies"); resp.StatusCode != 200 {
+		t.Errorf("after the outage: %d", resp.StatusCode)
+	}
+}
+
+func TestSetClientSecret(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, bctest.Options{})
+	old := form(s)
+	s.SetClientSecret("Rotated~Secret.Value_0123456789abcdef")
+	status, body := postToken(t, s.TokenURL(), old)
+	checkEntraError(t, status, body, 401, "invalid_client", 7000215)
+	if s.ClientSecret() != "Rotated~Secret.Value_0123456789abcdef" {
+		t.Errorf("ClientSecret() = %q after SetClientSecret", s.ClientSecret())
+	}
+	token(t, s) // with the new secret
+}

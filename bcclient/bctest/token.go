@@ -40,7 +40,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tenant strin
 			"The request body must contain the following parameter: '"+param+"'.")
 	}
 	s.mu.RLock()
-	disabled, secretExpired := s.disabled, s.secretExp
+	disabled, secretExpired, want := s.disabled, s.secretExp, s.secret
 	s.mu.RUnlock()
 	switch clientID, secret := form.Get("client_id"), form.Get("client_secret"); {
 	case form.Get("grant_type") == "":
@@ -60,7 +60,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tenant strin
 	case secret == "":
 		entraError(w, http.StatusBadRequest, "invalid_client", 7000218,
 			"The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
-	case secret != s.opts.ClientSecret:
+	case secret != want:
 		entraError(w, http.StatusUnauthorized, "invalid_client", 7000215, fmt.Sprintf(
 			"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.",
 			s.opts.ClientID))

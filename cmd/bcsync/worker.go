@@ -54,6 +54,9 @@ On SIGTERM or Ctrl-C it stops pulling, lets in-flight jobs finish within
 				ID:            id,
 				Grace:         grace,
 				Log:           log,
+				// Credentials refused? The subscription pauses and its
+				// probes re-read the file and the secrets.
+				Reload: func() (*config.Config, error) { return config.Load(g.configPath, nil) },
 			})
 		},
 	}

@@ -1,0 +1,178 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/bcclient"
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker"
+	"github.com/rs/zerolog"
+)
+
+func (e *loopEnv) breaker(t *testing.T, cfg worker.BreakerConfig) *worker.Breaker {
+	t.Helper()
+	cfg.Subscription, cfg.JS, cfg.Consumer, cfg.Log = "contoso", e.b.JS, broker.ConsumerName("contoso"), zerolog.Nop()
+	br, err := worker.NewBreaker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return br
+}
+
+func (e *loopEnv) paused(t *testing.T) bool {
+	t.Helper()
+	c, err := e.b.JS.Consumer(context.Background(), messages.StreamJobs, broker.ConsumerName("contoso"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.CachedInfo().Paused
+}
+
+// A dependency down for longer than the jobs' attempts last: the consumer is
+// paused for the fleet, jobs on their last delivery are requeued, and not
+// one is dead-lettered.
+func TestLoopOutageHoldsAndRequeuesButNeverDeadLetters(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	e.publish(t, 20)
+	stats := &worker.Stats{}
+	var down atomic.Bool
+	down.Store(true)
+	var calls atomic.Int32
+	br := e.breaker(t, worker.BreakerConfig{Threshold: 3, MinPause: 200 * time.Millisecond, MaxPause: 200 * time.Millisecond})
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Breaker: br, Concurrency: 4,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+			calls.Add(1)
+			if down.Load() {
+				return &bcclient.APIError{Status: 503, Code: "Internal_ServiceUnavailable", Message: "down"}
+			}
+			return nil
+		})})
+	waitFor(t, 10*time.Second, "the consumer paused", func() bool { return e.paused(t) })
+	waitFor(t, 20*time.Second, "a job requeued on its last delivery", func() bool { return stats.Requeued.Load() > 0 })
+	down.Store(false)
+	waitFor(t, 20*time.Second, "every job acked", func() bool { return stats.Acked.Load() == 20 })
+	if n := stats.DeadLettered.Load(); n != 0 {
+		t.Errorf("%d dead letters after an outage", n)
+	}
+	if got := e.streamMsgs(t, messages.StreamDLQ); got != 0 {
+		t.Errorf("%d messages in the DLQ", got)
+	}
+	if got := e.streamMsgs(t, messages.StreamJobs); got != 0 {
+		t.Errorf("%d jobs left in the stream", got)
+	}
+	if br.Stats().Trips.Load() == 0 || stats.Held.Load() == 0 {
+		t.Errorf("trips=%d held=%d: the outage was not seen", br.Stats().Trips.Load(), stats.Held.Load())
+	}
+	if s := br.Stats().State.Load(); s != worker.StateClosed {
+		t.Errorf("breaker state %d after recovery, want closed", s)
+	}
+	t.Logf("%d handler calls for 20 jobs; held %d, requeued %d, trips %d", calls.Load(), stats.Held.Load(), stats.Requeued.Load(), br.Stats().Trips.Load())
+}
+
+// Transient failures of one job while the others succeed are the job's own:
+// they count, and the last one dead-letters it.
+func TestLoopIsolatedTransientFailuresStillDeadLetter(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	e.publish(t, 10)
+	stats := &worker.Stats{}
+	br := e.breaker(t, worker.BreakerConfig{Threshold: 5})
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Breaker: br, Concurrency: 2,
+		Handler: worker.HandlerFunc(func(_ context.Context, j *messages.Job) error {
+			if j.Key == "L0003" {
+				return errors.New("this record breaks the service")
+			}
+			return nil
+		})})
+	waitFor(t, 20*time.Second, "nine acks and one dead letter", func() bool {
+		return stats.Acked.Load() == 9 && stats.DeadLettered.Load() == 1
+	})
+	if br.Stats().Trips.Load() != 0 {
+		t.Errorf("one bad record tripped the breaker %d times", br.Stats().Trips.Load())
+	}
+}
+
+// Refused credentials pause the subscription until a probe succeeds: no
+// delivery meanwhile, no dead letter, and it resumes without a restart.
+func TestLoopAuthFailurePausesUntilTheProbeSucceeds(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	e.publish(t, 10)
+	stats := &worker.Stats{}
+	var fixed atomic.Bool
+	var calls, probes atomic.Int32
+	br := e.breaker(t, worker.BreakerConfig{ProbeMin: 100 * time.Millisecond, ProbeMax: 200 * time.Millisecond,
+		Probe: func(context.Context) error {
+			probes.Add(1)
+			if !fixed.Load() {
+				return errors.New("AADSTS7000215: invalid client secret")
+			}
+			return nil
+		}})
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Breaker: br, Concurrency: 2,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+			calls.Add(1)
+			if !fixed.Load() {
+				return &bcclient.APIError{Status: 403, Code: "Authorization_Unauthorized", Message: "no permission"}
+			}
+			return nil
+		})})
+	waitFor(t, 10*time.Second, "the subscription paused for its credentials", func() bool {
+		return e.paused(t) && br.Stats().State.Load() == worker.StateAuth
+	})
+	time.Sleep(300 * time.Millisecond) // in-flight jobs settle
+	before := calls.Load()
+	waitFor(t, 10*time.Second, "a few probes", func() bool { return probes.Load() >= 3 })
+	if after := calls.Load(); after != before {
+		t.Errorf("%d jobs ran while the subscription was paused", after-before)
+	}
+	fixed.Store(true)
+	waitFor(t, 20*time.Second, "every job acked after the fix", func() bool { return stats.Acked.Load() == 10 })
+	if n := stats.DeadLettered.Load(); n != 0 {
+		t.Errorf("%d dead letters for refused credentials", n)
+	}
+	if br.Stats().Resumes.Load() != 1 || br.Stats().AuthPauses.Load() != 1 {
+		t.Errorf("resumes=%d auth pauses=%d, want 1 and 1", br.Stats().Resumes.Load(), br.Stats().AuthPauses.Load())
+	}
+}
+
+// A worker that starts while the consumer is paused for credentials probes
+// them and resumes the consumer.
+func TestBreakerProbesAPauseFoundAtStart(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	if _, err := e.b.JS.PauseConsumer(context.Background(), messages.StreamJobs, broker.ConsumerName("contoso"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, 3)
+	stats := &worker.Stats{}
+	br := e.breaker(t, worker.BreakerConfig{ProbeMin: 100 * time.Millisecond, Probe: func(context.Context) error { return nil }})
+	e.run(t, worker.LoopConfig{Stats: stats, Breaker: br,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return nil })})
+	waitFor(t, 10*time.Second, "the jobs acked", func() bool { return stats.Acked.Load() == 3 })
+	if e.paused(t) {
+		t.Error("consumer still paused")
+	}
+}
+
+// One job failing again and again, alone, is its own problem: it does not
+// trip the breaker, and it is dead-lettered.
+func TestLoopLoneFailingJobDoesNotTripTheBreaker(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 8)
+	e.publish(t, 1)
+	stats := &worker.Stats{}
+	br := e.breaker(t, worker.BreakerConfig{Threshold: 3})
+	e.run(t, worker.LoopConfig{MaxDeliver: 8, Stats: stats, Breaker: br,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return errors.New("HTTP 500 for this record") })})
+	waitFor(t, 20*time.Second, "the job dead-lettered", func() bool { return stats.DeadLettered.Load() == 1 })
+	if br.Stats().Trips.Load() != 0 {
+		t.Errorf("a lone failing job tripped the breaker %d times", br.Stats().Trips.Load())
+	}
+}
