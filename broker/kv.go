@@ -17,6 +17,10 @@ const (
 	// BucketThrottle holds the fleet-wide request budgets: grants per
 	// window, concurrency leases and pauses.
 	BucketThrottle = "bcsync_throttle"
+	// BucketRecords holds the per-record leases (two jobs for one record
+	// never run at once) and the last BC version written of each record
+	// (a stale read never overwrites a newer one).
+	BucketRecords = "bcsync_records"
 )
 
 // KVOptions tunes the buckets.
@@ -36,6 +40,8 @@ func KVConfigs(o KVOptions) []jetstream.KeyValueConfig {
 			History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, LimitMarkerTTL: time.Minute},
 		{Bucket: BucketThrottle, Description: "bcsync fleet-wide request budgets, concurrency leases and pauses",
 			History: 1, Storage: jetstream.MemoryStorage, Replicas: o.Replicas, LimitMarkerTTL: time.Minute},
+		{Bucket: BucketRecords, Description: "bcsync per-record leases and last written versions",
+			History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, LimitMarkerTTL: time.Minute},
 	}
 }
 

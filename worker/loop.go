@@ -67,6 +67,10 @@ type LoopConfig struct {
 	// a dependency is down or refuses the credentials, and tells Decide
 	// whether a transient failure is the job's fault.
 	Breaker *Breaker
+	// Locks, when set, serializes the jobs of one record across the fleet:
+	// a job waits for its record's lock (renewed with the heartbeat) before
+	// its handler runs, and releases it once settled.
+	Locks *RecordLocks
 }
 
 // Stats counts job outcomes. Safe for concurrent use.
@@ -277,8 +281,25 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 	}
 	log = log.With().Str("job_id", job.ID).Str("type", string(job.Type)).Str("op", string(job.Op)).Str("key", job.Key).Logger()
 	start := time.Now()
-	stopBeat := l.heartbeat(msg, log)
-	err = (*l.handler.Load()).Handle(log.WithContext(ctx), job)
+	var held atomic.Pointer[RecordLock]
+	stopBeat := l.heartbeat(msg, held.Load, log)
+	if l.cfg.Locks != nil {
+		var lock *RecordLock
+		lock, err = l.cfg.Locks.Lock(ctx, l.cfg.Subscription, job.Type, job.Key, l.cfg.WorkerID+"/"+job.ID)
+		if err == nil {
+			held.Store(lock)
+			defer func() {
+				uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if uerr := lock.Unlock(uctx); uerr != nil {
+					log.Warn().Err(uerr).Msg("could not release the record lock; it expires by itself")
+				}
+			}()
+		}
+	}
+	if err == nil {
+		err = (*l.handler.Load()).Handle(log.WithContext(ctx), job)
+	}
 	stopBeat()
 	if err != nil && ctx.Err() != nil {
 		// Cancelled at the end of the grace period: not the job's fault.
@@ -294,11 +315,15 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 }
 
 // heartbeat tells JetStream, every third of AckWait, that the job is still
-// being worked on (a long wait for the request budget, BC retries), so that
-// it is not redelivered to another worker meanwhile. The returned function
-// stops it.
-func (l *Loop) heartbeat(msg jetstream.Msg, log zerolog.Logger) (stop func()) {
+// being worked on (a long wait for the request budget or the record's
+// lock, BC retries), so that it is not redelivered to another worker
+// meanwhile, and renews the record's lock (lock returns it once taken). The
+// returned function stops it.
+func (l *Loop) heartbeat(msg jetstream.Msg, lock func() *RecordLock, log zerolog.Logger) (stop func()) {
 	every := l.ackWait / 3
+	if l.cfg.Locks != nil && (every <= 0 || l.cfg.Locks.TTL()/3 < every) {
+		every = l.cfg.Locks.TTL() / 3
+	}
 	if every <= 0 {
 		return func() {}
 	}
@@ -313,6 +338,13 @@ func (l *Loop) heartbeat(msg jetstream.Msg, log zerolog.Logger) (stop func()) {
 			case <-t.C:
 				if err := msg.InProgress(); err != nil {
 					log.Warn().Err(err).Msg("could not extend the job's ack deadline")
+				}
+				if lk := lock(); lk != nil {
+					ctx, cancel := context.WithTimeout(context.Background(), every)
+					if err := lk.Renew(ctx); err != nil {
+						log.Warn().Err(err).Msg("could not renew the record lock")
+					}
+					cancel()
 				}
 			case <-done:
 				return

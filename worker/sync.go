@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/ipaasclient"
 	"github.com/bcsync/bcsync/mapping"
 	"github.com/bcsync/bcsync/messages"
+	"github.com/rs/zerolog"
 )
 
 // Syncer is the Handler of one subscription: it reads the record from BC
@@ -20,6 +22,12 @@ import (
 type Syncer struct {
 	BC    *bcclient.Client
 	IPaaS *ipaasclient.Client
+	// Versions, when set, keeps a stale BC read (an older snapshot, a
+	// replayed job) from overwriting a newer one at iPaaS.com: the record's
+	// lastModifiedDateTime is compared with the last one written, for
+	// Subscription.
+	Versions     *RecordLocks
+	Subscription string
 }
 
 var _ Handler = (*Syncer)(nil)
@@ -39,25 +47,33 @@ func (s *Syncer) Handle(ctx context.Context, job *messages.Job) error {
 func (s *Syncer) upsert(ctx context.Context, job *messages.Job) error {
 	switch job.Type {
 	case messages.TypeLocation:
-		return upsert(ctx, s, job, s.BC.GetLocation, locationKeyMatches, mapping.Location, mapping.LocationExternalID)
+		return upsert(ctx, s, job, s.BC.GetLocation, locationKeyMatches, mapping.Location, mapping.LocationExternalID,
+			func(r bcclient.Location) time.Time { return r.LastModifiedDateTime })
 	case messages.TypeShippingMethod:
-		return upsert(ctx, s, job, s.BC.GetShipmentMethod, shipmentMethodKeyMatches, mapping.ShippingMethod, mapping.ShippingMethodExternalID)
+		return upsert(ctx, s, job, s.BC.GetShipmentMethod, shipmentMethodKeyMatches, mapping.ShippingMethod, mapping.ShippingMethodExternalID,
+			func(r bcclient.ShipmentMethod) time.Time { return r.LastModifiedDateTime })
 	case messages.TypeCustomerCategory:
-		return upsert(ctx, s, job, s.BC.GetCustomerPriceGroup, priceGroupKeyMatches, mapping.CustomerCategory, mapping.CustomerCategoryExternalID)
+		// Price groups carry no modification time: the record lock alone
+		// orders their reads and writes.
+		return upsert(ctx, s, job, s.BC.GetCustomerPriceGroup, priceGroupKeyMatches, mapping.CustomerCategory, mapping.CustomerCategoryExternalID,
+			func(bcclient.CustomerPriceGroup) time.Time { return time.Time{} })
 	case messages.TypeCustomer:
-		return upsert(ctx, s, job, s.BC.GetCustomer, customerKeyMatches, mapping.Customer, mapping.CustomerExternalID)
+		return upsert(ctx, s, job, s.BC.GetCustomer, customerKeyMatches, mapping.Customer, mapping.CustomerExternalID,
+			func(r bcclient.Customer) time.Time { return r.LastModifiedDateTime })
 	}
 	return Permanent(fmt.Errorf("type %q is not synced by this worker version", job.Type))
 }
 
 // upsert is the pipeline shared by every data type: BC record (snapshot or
-// GET) -> mapping -> iPaaS.com upsert keyed by the record's external id.
+// GET) -> stale check -> mapping -> iPaaS.com upsert keyed by the record's
+// external id -> version recorded.
 func upsert[B any, R ipaasclient.Record](
 	ctx context.Context, s *Syncer, job *messages.Job,
 	get func(context.Context, string) (B, error),
 	keyMatches func(B, string) bool,
 	mapf func(B) (R, error),
 	externalID func(B) string,
+	modified func(B) time.Time,
 ) error {
 	var rec B
 	if len(job.Data) > 0 {
@@ -74,12 +90,29 @@ func upsert[B any, R ipaasclient.Record](
 		}
 		rec = r
 	}
+	// Versions are keyed by the external id, the same whether the job
+	// named the record by its GUID or its code.
+	ext, mod := externalID(rec), modified(rec)
+	if s.Versions != nil {
+		stale, err := s.Versions.Stale(ctx, s.Subscription, job.Type, ext, mod)
+		if err != nil {
+			return err
+		}
+		if stale {
+			zerolog.Ctx(ctx).Info().Time("modified", mod).Msg("BC read older than the version at iPaaS.com: not written")
+			return nil
+		}
+	}
 	out, err := mapf(rec)
 	if err != nil {
 		return err
 	}
-	if _, err := s.IPaaS.Upsert(ctx, out, externalID(rec)); err != nil {
+	if _, err := s.IPaaS.Upsert(ctx, out, ext); err != nil {
 		return err
+	}
+	if s.Versions != nil {
+		// If this fails, the job is retried and rewrites the same state.
+		return s.Versions.Written(ctx, s.Subscription, job.Type, ext, mod)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/bcsync/bcsync/config"
 	"github.com/bcsync/bcsync/ipaasclient"
 	"github.com/bcsync/bcsync/throttle"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
 )
@@ -58,7 +59,8 @@ type Options struct {
 	// counters, by subscription name, as the loops are made.
 	BreakerStats map[string]*BreakerStats
 
-	shared *Shared
+	shared  *Shared
+	records jetstream.KeyValue
 }
 
 // Run starts one consume loop per subscription of cfg and blocks until ctx
@@ -83,6 +85,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	kvs, err := broker.EnsureKV(ctx, opts.Broker.JS, broker.KVOptions{})
+	if err != nil {
+		return err
+	}
+	opts.records = kvs[broker.BucketRecords]
 	if !opts.Local {
 		sh, err := NewShared(ctx, opts.Broker.JS, 0, log)
 		if err != nil {
@@ -224,6 +231,9 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 	if err != nil {
 		return nil, err
 	}
+	// One job per record at a time, fleet-wide, and versions that only move
+	// forward (DESIGN invariant 2).
+	records := NewRecordLocks(opts.records, sub.Worker.AckWait)
 	var loop *Loop
 	bcfg := opts.Breaker
 	bcfg.Subscription, bcfg.JS, bcfg.Consumer, bcfg.Log = sub.Name, opts.Broker.JS, broker.ConsumerName(sub.Name), log
@@ -235,6 +245,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		if err != nil {
 			return err
 		}
+		h.Versions, h.Subscription = records, sub.Name
 		loop.SetHandler(h, r)
 		return nil
 	}
@@ -246,7 +257,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		Subscription: sub.Name,
 		Consumer:     cons,
 		JS:           opts.Broker.JS,
-		Handler:      &Syncer{BC: bc, IPaaS: ip},
+		Handler:      &Syncer{BC: bc, IPaaS: ip, Versions: records, Subscription: sub.Name},
 		Concurrency:  sub.Worker.Concurrency,
 		MaxDeliver:   sub.Worker.MaxDeliver,
 		Backoff:      Backoff{Initial: sub.Worker.BackoffInitial, Max: sub.Worker.BackoffMax},
@@ -257,6 +268,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		Log:          log,
 		Stats:        opts.Stats,
 		Breaker:      breaker,
+		Locks:        records,
 	})
 	return loop, err
 }
@@ -264,7 +276,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 // probe checks a subscription's credentials with the configuration as it is
 // now: a BC token and the company, and the iPaaS.com key. On success it
 // returns a handler built with them and a redactor that knows the secrets.
-func probe(ctx context.Context, sub *config.Subscription, opts Options) (Handler, *Redactor, error) {
+func probe(ctx context.Context, sub *config.Subscription, opts Options) (*Syncer, *Redactor, error) {
 	if opts.Reload != nil {
 		cfg, err := opts.Reload()
 		if err != nil {

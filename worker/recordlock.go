@@ -1,0 +1,345 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bcsync/bcsync/messages"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrLockLost is returned by (*RecordLock).Renew when the lock is no longer
+// its holder's: it expired (and may have been taken by another owner since),
+// or it was unlocked.
+var ErrLockLost = errors.New("worker: record lock lost")
+
+// DefaultRecordLockTTL is how long a record lock lasts without renewal when
+// NewRecordLocks is given no TTL.
+const DefaultRecordLockTTL = 2 * time.Minute
+
+// Key layout in the broker.BucketRecords bucket.
+const (
+	// lockKeyPrefix starts lock.<subscription>.<type>.<record token>.
+	lockKeyPrefix = "lock."
+	// versionKeyPrefix starts ver.<subscription>.<type>.<record token>.
+	versionKeyPrefix = "ver."
+	// maxRecordToken is the longest record token kept readable; longer ones
+	// are hashed.
+	maxRecordToken = 128
+)
+
+// RecordLocks keeps DESIGN invariant 2 through a NATS KV bucket
+// (broker.BucketRecords) shared by the fleet: two jobs for the same record
+// never run at once (Lock), and a stale BC read never overwrites a newer one
+// at iPaaS.com (Stale, Written).
+//
+// A lock is a lease: it is its holder's for the TTL after the start of the
+// Lock or Renew call that last succeeded, and a holder that runs longer must
+// Renew well within the TTL (every TTL/3 is a good rhythm). When a holder
+// dies, a lock never renewed expires by its NATS per-key TTL, one TTL after
+// it was taken; a renewed one (a KV update drops the key's TTL, see Renew) is
+// taken over by a waiter that saw it unchanged for a whole TTL, measured on
+// the waiter's own clock, so no two hosts' clocks are ever compared; such a
+// key stays in the bucket until a waiter comes.
+type RecordLocks struct {
+	kv   jetstream.KeyValue
+	ttl  time.Duration
+	poll time.Duration
+}
+
+// NewRecordLocks returns the locks and versions kept in kv (the
+// broker.BucketRecords bucket). ttl defaults to DefaultRecordLockTTL when
+// <= 0, and is rounded up to whole seconds, the granularity of NATS per-key
+// TTLs.
+func NewRecordLocks(kv jetstream.KeyValue, ttl time.Duration) *RecordLocks {
+	if ttl <= 0 {
+		ttl = DefaultRecordLockTTL
+	}
+	if ttl%time.Second != 0 {
+		ttl = ttl.Truncate(time.Second) + time.Second
+	}
+	// The watch wakes a waiter as soon as the lock is released or expires;
+	// this poll is the fallback should a wake-up go missing.
+	return &RecordLocks{kv: kv, ttl: ttl, poll: min(ttl/4, time.Second)}
+}
+
+// TTL returns the locks' TTL after defaults and rounding.
+func (r *RecordLocks) TTL() time.Duration { return r.ttl }
+
+// RecordLock is a held lock on one record. Its methods are safe for
+// concurrent use (a keep-alive goroutine may Renew while the job Unlocks).
+type RecordLock struct {
+	locks *RecordLocks
+	key   string
+	value []byte
+
+	mu  sync.Mutex
+	rev uint64 // revision of the lock's key; 0 once unlocked or lost
+}
+
+// lockValue is what a lock's key holds, for people looking at the bucket.
+type lockValue struct {
+	Owner      string    `json:"owner"`
+	AcquiredAt time.Time `json:"acquired_at"`
+}
+
+// Lock takes the lock of one record for owner (a worker and job, for
+// people reading the bucket), waiting while another owner holds it, until
+// ctx ends. Errors wrap ctx.Err() when ctx ended first.
+func (r *RecordLocks) Lock(ctx context.Context, subscription string, typ messages.Type, key string, owner string) (*RecordLock, error) {
+	k, err := recordKey(lockKeyPrefix, subscription, typ, key)
+	if err != nil {
+		return nil, fmt.Errorf("worker: record lock: %w", err)
+	}
+	if owner == "" {
+		return nil, errors.New("worker: record lock: owner is required")
+	}
+	value, err := json.Marshal(lockValue{Owner: owner, AcquiredAt: time.Now().UTC()})
+	if err != nil {
+		return nil, fmt.Errorf("worker: record lock: %w", err)
+	}
+
+	var (
+		w       jetstream.KeyWatcher
+		updates <-chan jetstream.KeyValueEntry
+		timer   *time.Timer
+		seenRev uint64    // the holder's revision as last seen
+		seenAt  time.Time // when it was first seen
+	)
+	defer func() {
+		if w != nil {
+			_ = w.Stop()
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		rev, err := r.kv.Create(ctx, k, value, jetstream.KeyTTL(r.ttl))
+		if err == nil {
+			return &RecordLock{locks: r, key: k, value: value, rev: rev}, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, lockErr(ctx, "take "+k, err)
+		}
+		if w == nil {
+			// Watch before looking again, so that a release between the two
+			// is not missed.
+			if w, err = r.kv.Watch(ctx, k, jetstream.UpdatesOnly()); err != nil {
+				return nil, lockErr(ctx, "watch "+k, err)
+			}
+			updates = w.Updates()
+			timer = time.NewTimer(r.poll)
+			continue
+		}
+		e, err := r.kv.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			continue // released since
+		case err != nil:
+			return nil, lockErr(ctx, "read "+k, err)
+		}
+		now := time.Now()
+		if e.Revision() != seenRev {
+			seenRev, seenAt = e.Revision(), now
+		} else if now.Sub(seenAt) >= r.ttl {
+			// Unchanged for a whole TTL since this waiter first saw it, so
+			// written more than a TTL ago: its holder stopped renewing. Only
+			// renewed locks get here (a fresh one expires by its key TTL).
+			// The revision check frees it only if it is still that one.
+			err := r.kv.Purge(ctx, k, jetstream.LastRevision(seenRev), jetstream.PurgeTTL(r.ttl))
+			if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				return nil, lockErr(ctx, "free expired "+k, err)
+			}
+			continue
+		}
+		// Wait for a release (a delete or a purge; NATS marks an expired
+		// key TTL as a purge) or the next poll. A new holder or a renewal
+		// only moves the revision seen.
+		timer.Reset(r.poll)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("worker: record lock: wait for %s: %w", k, ctx.Err())
+			case <-timer.C:
+				break wait
+			case e, ok := <-updates:
+				switch {
+				case !ok:
+					updates = nil // the watch ended: poll
+				case e == nil:
+				case e.Operation() == jetstream.KeyValuePut:
+					if e.Revision() != seenRev {
+						seenRev, seenAt = e.Revision(), time.Now()
+					}
+				default:
+					break wait
+				}
+			}
+		}
+	}
+}
+
+// Renew extends the lock by the TTL from now. Errors wrap ErrLockLost when
+// the lock expired (whether or not another owner took it since) or was
+// unlocked; the holder must then stop working on the record.
+//
+// A NATS KV update cannot carry a per-key TTL (and drops the one the key
+// had), so a renewed lock's key no longer expires by itself: waiters free it
+// once they saw it unchanged for a TTL (see Lock).
+func (l *RecordLock) Renew(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rev == 0 {
+		return fmt.Errorf("worker: record lock: renew %s: %w", l.key, ErrLockLost)
+	}
+	rev, err := l.locks.kv.Update(ctx, l.key, l.value, l.rev)
+	switch {
+	case err == nil:
+		l.rev = rev
+		return nil
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		l.rev = 0
+		return fmt.Errorf("worker: record lock: renew %s: %w", l.key, ErrLockLost)
+	default:
+		return lockErr(ctx, "renew "+l.key, err)
+	}
+}
+
+// Unlock releases the lock if it is still this holder's; a lock that
+// expired, or was taken by another owner since, is left alone and is not an
+// error. Give it a context that is still live when the job's has ended. On
+// error the lock is kept and Unlock may be called again.
+func (l *RecordLock) Unlock(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rev == 0 {
+		return nil
+	}
+	// A purge marker with a TTL, unlike a delete marker, does not stay in
+	// the bucket once the record is no longer worked on.
+	err := l.locks.kv.Purge(ctx, l.key, jetstream.LastRevision(l.rev), jetstream.PurgeTTL(l.locks.ttl))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return lockErr(ctx, "unlock "+l.key, err)
+	}
+	l.rev = 0
+	return nil
+}
+
+// lockErr wraps a KV error, or ctx's error when ctx ended (the KV calls
+// report it in their own words).
+func lockErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return fmt.Errorf("worker: record lock: %s: %w", what, err)
+}
+
+// Stale reports whether modified (the BC record's last modification time)
+// is strictly older than the version last written to iPaaS.com for the
+// record: a job holding such a read must not write it. A zero modified, or
+// a record with no version written yet, is never stale.
+func (r *RecordLocks) Stale(ctx context.Context, subscription string, typ messages.Type, key string, modified time.Time) (bool, error) {
+	k, err := recordKey(versionKeyPrefix, subscription, typ, key)
+	if err != nil {
+		return false, fmt.Errorf("worker: record version: %w", err)
+	}
+	if modified.IsZero() {
+		return false, nil
+	}
+	e, err := r.kv.Get(ctx, k)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("worker: record version: read %s: %w", k, err)
+	}
+	last, err := time.Parse(time.RFC3339Nano, string(e.Value()))
+	if err != nil {
+		return false, fmt.Errorf("worker: record version: %s holds no time: %w", k, err)
+	}
+	return modified.Before(last), nil
+}
+
+// Written records modified as the version written to iPaaS.com for the
+// record. The recorded version only moves forward: an older modified than
+// the one recorded is ignored, and so is a zero one. A recorded value that is
+// not a time is replaced.
+func (r *RecordLocks) Written(ctx context.Context, subscription string, typ messages.Type, key string, modified time.Time) error {
+	k, err := recordKey(versionKeyPrefix, subscription, typ, key)
+	if err != nil {
+		return fmt.Errorf("worker: record version: %w", err)
+	}
+	if modified.IsZero() {
+		return nil
+	}
+	value := []byte(modified.UTC().Format(time.RFC3339Nano))
+	// Compare and set; a conflict means another write landed: look again.
+	for {
+		e, err := r.kv.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			_, err = r.kv.Create(ctx, k, value)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue
+			}
+		case err != nil:
+		default:
+			if last, perr := time.Parse(time.RFC3339Nano, string(e.Value())); perr == nil && !modified.After(last) {
+				return nil
+			}
+			_, err = r.kv.Update(ctx, k, value, e.Revision())
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				continue
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("worker: record version: write %s: %w", k, err)
+		}
+		return nil
+	}
+}
+
+// recordKey builds <prefix><subscription>.<type>.<record token>.
+func recordKey(prefix, subscription string, typ messages.Type, key string) (string, error) {
+	if !messages.ValidSubscription(subscription) {
+		return "", fmt.Errorf("invalid subscription name %q", truncateRunes(subscription, 40))
+	}
+	if !typ.Valid() {
+		return "", fmt.Errorf("unknown record type %q", truncateRunes(string(typ), 40))
+	}
+	return prefix + subscription + "." + string(typ) + "." + recordToken(key), nil
+}
+
+// recordToken encodes a record key as one KV key token: messages.KeyToken,
+// with its "~" (the mark of a base64url-encoded key, not allowed in a KV key)
+// turned into "=", which no key token holds. Tokens longer than
+// maxRecordToken become "h=" and the key's SHA-256; neither a plain token
+// (no "=") nor an encoded one (starting with "=") can look like that.
+func recordToken(key string) string {
+	tok := messages.KeyToken(key)
+	if rest, ok := strings.CutPrefix(tok, "~"); ok {
+		tok = "=" + rest
+	}
+	if len(tok) > maxRecordToken {
+		sum := sha256.Sum256([]byte(key))
+		tok = "h=" + hex.EncodeToString(sum[:])
+	}
+	return tok
+}
+
+// truncateRunes shortens s for an error message.
+func truncateRunes(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "..."
+	}
+	return s
+}

@@ -1,0 +1,533 @@
+package worker_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
+	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// recordLockEnv is one embedded JetStream seen by two workers, each on its
+// own connection.
+type recordLockEnv struct {
+	kvA, kvB jetstream.KeyValue
+	a, b     *worker.RecordLocks
+}
+
+func newRecordLockEnv(t *testing.T, ttl time.Duration) *recordLockEnv {
+	t.Helper()
+	b := brokertest.New(t)
+	e := &recordLockEnv{kvA: brokertest.KV(t, b, broker.BucketRecords), kvB: brokertest.KV(t, b, broker.BucketRecords)}
+	if e.kvA == nil || e.kvB == nil {
+		t.Fatalf("no %s bucket", broker.BucketRecords)
+	}
+	e.a, e.b = worker.NewRecordLocks(e.kvA, ttl), worker.NewRecordLocks(e.kvB, ttl)
+	return e
+}
+
+// record names a record in the tests.
+type record struct {
+	sub string
+	typ messages.Type
+	key string
+}
+
+var testRecord = record{"contoso", messages.TypeCustomer, "C00010"}
+
+func lockRecord(ctx context.Context, l *worker.RecordLocks, r record, owner string) (*worker.RecordLock, error) {
+	return l.Lock(ctx, r.sub, r.typ, r.key, owner)
+}
+
+func testContext(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestNewRecordLocksTTL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want time.Duration }{
+		{0, worker.DefaultRecordLockTTL},
+		{-time.Second, worker.DefaultRecordLockTTL},
+		{time.Nanosecond, time.Second},
+		{300 * time.Millisecond, time.Second},
+		{time.Second, time.Second},
+		{1200 * time.Millisecond, 2 * time.Second},
+		{90 * time.Second, 90 * time.Second},
+	} {
+		if got := worker.NewRecordLocks(nil, tc.in).TTL(); got != tc.want {
+			t.Errorf("NewRecordLocks(ttl %v).TTL() = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestRecordLockMutualExclusion(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, 0)
+	ctx := testContext(t, 30*time.Second)
+	const goroutines, iterations = 20, 10
+	var inside, overlaps, done atomic.Int32
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		locks := e.a
+		if g%2 == 1 {
+			locks = e.b
+		}
+		owner := fmt.Sprintf("worker-%d", g)
+		wg.Go(func() {
+			for range iterations {
+				l, err := lockRecord(ctx, locks, testRecord, owner)
+				if err != nil {
+					t.Errorf("%s: Lock: %v", owner, err)
+					return
+				}
+				if inside.Add(1) > 1 {
+					overlaps.Add(1)
+				}
+				time.Sleep(time.Millisecond) // the window an overlap would show in
+				inside.Add(-1)
+				if err := l.Unlock(ctx); err != nil {
+					t.Errorf("%s: Unlock: %v", owner, err)
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := overlaps.Load(); n != 0 {
+		t.Errorf("%d times two holders were inside at once", n)
+	}
+	if n := done.Load(); n != goroutines*iterations {
+		t.Errorf("%d iterations completed, want %d", n, goroutines*iterations)
+	}
+}
+
+func TestRecordLockDifferentRecordsDoNotBlock(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, 0) // a blocked Lock would wait minutes
+	long := strings.Repeat("K", 300)
+	records := []record{
+		testRecord,
+		{"contoso", messages.TypeCustomer, "C00011"},
+		{"contoso", messages.TypeCustomer, "c00010"},
+		{"contoso", messages.TypeProduct, "C00010"},
+		{"fabrikam", messages.TypeCustomer, "C00010"},
+		{"contoso", messages.TypeLocation, "A.B"},
+		{"contoso", messages.TypeLocation, "A_B"},
+		{"contoso", messages.TypeLocation, "A-B"},
+		{"contoso", messages.TypeLocation, "A B/*>~="},
+		{"contoso", messages.TypeLocation, ""},
+		{"contoso", messages.TypeLocation, "_all"},
+		{"contoso", messages.TypeLocation, long + "1"},
+		{"contoso", messages.TypeLocation, long + "2"},
+	}
+	ctx := testContext(t, 10*time.Second)
+	for i, r := range records {
+		locks := e.a
+		if i%2 == 1 {
+			locks = e.b
+		}
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := lockRecord(lctx, locks, r, "holder")
+		cancel()
+		if err != nil {
+			t.Fatalf("Lock(%+v) while the records before it are locked: %v", r, err)
+		}
+	}
+	// Every one of them is held: the same record again blocks.
+	for _, r := range records {
+		lctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		_, err := lockRecord(lctx, e.b, r, "second")
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Lock(%+v) while it is held = %v, want a deadline error", r, err)
+		}
+	}
+}
+
+func TestRecordLockKeyLayout(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, 0)
+	ctx := testContext(t, 10*time.Second)
+	modified := time.Date(2026, 3, 4, 5, 6, 7, 890000000, time.FixedZone("CET", 3600))
+	long := strings.Repeat("K", 200) // its token would be too long: hashed
+	longSum := sha256.Sum256([]byte(long))
+	for _, tc := range []struct {
+		key, token string
+	}{
+		{"C00010", "C00010"},
+		{"A.B", "=QS5C"},
+		{"", "_all"},
+		{"A/B", "=QS9C"},
+		{long, "h=" + hex.EncodeToString(longSum[:])},
+	} {
+		if _, err := e.a.Lock(ctx, "contoso", messages.TypeCustomer, tc.key, "worker-1/job-9"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.a.Written(ctx, "contoso", messages.TypeCustomer, tc.key, modified); err != nil {
+			t.Fatal(err)
+		}
+		token := tc.token
+		lock, err := e.kvA.Get(ctx, "lock.contoso.customer."+token)
+		if err != nil {
+			t.Fatalf("key %q: lock: %v", tc.key, err)
+		}
+		var v struct {
+			Owner      string    `json:"owner"`
+			AcquiredAt time.Time `json:"acquired_at"`
+		}
+		if err := json.Unmarshal(lock.Value(), &v); err != nil || v.Owner != "worker-1/job-9" || time.Since(v.AcquiredAt) > time.Minute {
+			t.Errorf("key %q: lock value %s (%v)", tc.key, lock.Value(), err)
+		}
+		ver, err := e.kvA.Get(ctx, "ver.contoso.customer."+token)
+		if err != nil {
+			t.Fatalf("key %q: version: %v", tc.key, err)
+		}
+		if got := string(ver.Value()); got != "2026-03-04T04:06:07.89Z" {
+			t.Errorf("key %q: version value %q", tc.key, got)
+		}
+	}
+}
+
+func TestRecordLockTakenAfterHolderDies(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, time.Second)
+	for name, renew := range map[string]bool{"never renewed": false, "renewed once": true} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t, 10*time.Second)
+			r := record{"contoso", messages.TypeCustomer, strings.ReplaceAll(name, " ", "-")}
+			dead, err := lockRecord(ctx, e.a, r, "dead")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if renew {
+				if err := dead.Renew(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The holder dies here: it never renews or unlocks again.
+			start := time.Now()
+			heir, err := lockRecord(ctx, e.b, r, "heir")
+			waited := time.Since(start)
+			if err != nil {
+				t.Fatalf("after %v: %v", waited, err)
+			}
+			if waited < 900*time.Millisecond || waited > 5*time.Second {
+				t.Errorf("the heir waited %v for a dead holder's lock with a TTL of 1s", waited)
+			}
+			if err := dead.Renew(ctx); !errors.Is(err, worker.ErrLockLost) {
+				t.Errorf("Renew by the dead holder = %v, want ErrLockLost", err)
+			}
+			if err := heir.Renew(ctx); err != nil {
+				t.Errorf("Renew by the heir: %v", err)
+			}
+		})
+	}
+}
+
+func TestRecordLockRenewKeepsTheLock(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, time.Second)
+	ctx := testContext(t, 10*time.Second)
+	held, err := lockRecord(ctx, e.a, testRecord, "holder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released atomic.Bool
+	got := make(chan error, 1)
+	go func() {
+		l, err := lockRecord(ctx, e.b, testRecord, "waiter")
+		if err == nil && !released.Load() {
+			err = errors.New("the waiter took the lock while its holder was renewing it")
+		}
+		if l != nil {
+			_ = l.Unlock(ctx)
+		}
+		got <- err
+	}()
+	until := time.Now().Add(2500 * time.Millisecond)
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(until) {
+		select {
+		case err := <-got:
+			t.Fatalf("the waiter finished while the lock was held: %v", err)
+		case <-tick.C:
+		}
+		if err := held.Renew(ctx); err != nil {
+			t.Fatalf("Renew: %v", err)
+		}
+	}
+	released.Store(true)
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the waiter did not get the unlocked lock")
+	}
+	if err := held.Renew(ctx); !errors.Is(err, worker.ErrLockLost) {
+		t.Errorf("Renew after Unlock = %v, want ErrLockLost", err)
+	}
+}
+
+func TestRecordLockRenewAfterExpiryIsLost(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, time.Second)
+	ctx := testContext(t, 10*time.Second)
+	l, err := lockRecord(ctx, e.a, testRecord, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nobody takes it: it just expires.
+	for {
+		_, err := e.kvB.Get(ctx, "lock.contoso.customer.C00010")
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := l.Renew(ctx); !errors.Is(err, worker.ErrLockLost) {
+		t.Fatalf("Renew of an expired lock = %v, want ErrLockLost", err)
+	}
+	// Renew must not have brought it back.
+	if _, err := e.kvB.Get(ctx, "lock.contoso.customer.C00010"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("the lock's key after a lost Renew: %v", err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Errorf("Unlock of an expired lock: %v", err)
+	}
+}
+
+func TestRecordLockUnlockLeavesAnotherOwnersLock(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, time.Second)
+	ctx := testContext(t, 10*time.Second)
+	old, err := lockRecord(ctx, e.a, testRecord, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heir, err := lockRecord(ctx, e.b, testRecord, "heir") // once old expired
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock of a lock taken by another owner: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := lockRecord(short, e.a, testRecord, "third"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock after the old holder's Unlock = %v, want a deadline error: the heir still holds it", err)
+	}
+	if err := heir.Renew(ctx); err != nil {
+		t.Fatalf("the heir's Renew: %v", err)
+	}
+	if err := heir.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	quick, cancel2 := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel2()
+	if _, err := lockRecord(quick, e.a, testRecord, "third"); err != nil {
+		t.Fatalf("Lock after the heir's Unlock: %v", err)
+	}
+}
+
+func TestRecordLockHonoursContext(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, 0)
+	ctx := testContext(t, 10*time.Second)
+	if _, err := lockRecord(ctx, e.a, testRecord, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	deadline, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := lockRecord(deadline, e.b, testRecord, "waiter")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "worker: record lock: ") {
+		t.Errorf("Lock past its deadline = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Lock returned %v after its deadline of 200ms", d)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start = time.Now()
+	_, err = lockRecord(cancelled, e.b, testRecord, "waiter")
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Lock cancelled = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Lock returned %v after being cancelled at 100ms", d)
+	}
+}
+
+func TestRecordLockRejectsBadInput(t *testing.T) {
+	t.Parallel()
+	locks := worker.NewRecordLocks(nil, 0) // never reached
+	ctx := context.Background()
+	for name, r := range map[string]record{
+		"subscription with a dot":   {"a.b", messages.TypeCustomer, "C1"},
+		"empty subscription":        {"", messages.TypeCustomer, "C1"},
+		"upper-case subscription":   {"Contoso", messages.TypeCustomer, "C1"},
+		"unknown type":              {"contoso", "vendor", "C1"},
+		"type with a wildcard":      {"contoso", "*", "C1"},
+		"subscription with a space": {"con toso", messages.TypeCustomer, "C1"},
+	} {
+		if _, err := lockRecord(ctx, locks, r, "owner"); err == nil {
+			t.Errorf("%s: Lock succeeded", name)
+		}
+		if _, err := locks.Stale(ctx, r.sub, r.typ, r.key, time.Now()); err == nil {
+			t.Errorf("%s: Stale succeeded", name)
+		}
+		if err := locks.Written(ctx, r.sub, r.typ, r.key, time.Now()); err == nil {
+			t.Errorf("%s: Written succeeded", name)
+		}
+	}
+	if _, err := lockRecord(ctx, locks, testRecord, ""); err == nil {
+		t.Error("Lock without an owner succeeded")
+	}
+}
+
+func TestRecordVersionStale(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, 0)
+	ctx := testContext(t, 10*time.Second)
+	r := testRecord
+	base := time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	stale := func(l *worker.RecordLocks, r record, at time.Time) bool {
+		t.Helper()
+		s, err := l.Stale(ctx, r.sub, r.typ, r.key, at)
+		if err != nil {
+			t.Fatalf("Stale(%v): %v", at, err)
+		}
+		return s
+	}
+	written := func(l *worker.RecordLocks, at time.Time) {
+		t.Helper()
+		if err := l.Written(ctx, r.sub, r.typ, r.key, at); err != nil {
+			t.Fatalf("Written(%v): %v", at, err)
+		}
+	}
+
+	if stale(e.a, r, base.Add(-time.Hour)) {
+		t.Error("a record never written is stale")
+	}
+	written(e.a, time.Time{})
+	if _, err := e.kvA.Get(ctx, "ver.contoso.customer.C00010"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("Written(zero time) stored a version: %v", err)
+	}
+
+	written(e.a, base)
+	other := []record{
+		{"contoso", messages.TypeCustomer, "C00011"},
+		{"contoso", messages.TypeProduct, r.key},
+		{"fabrikam", r.typ, r.key},
+	}
+	for _, c := range []struct {
+		name  string
+		at    time.Time
+		stale bool
+	}{
+		{"older by 1ns", base.Add(-time.Nanosecond), true},
+		{"older by 1h", base.Add(-time.Hour), true},
+		{"equal", base, false},
+		{"equal in another zone", base.In(time.FixedZone("EST", -5*3600)), false},
+		{"newer by 1ns", base.Add(time.Nanosecond), false},
+		{"zero", time.Time{}, false},
+	} {
+		if got := stale(e.b, r, c.at); got != c.stale {
+			t.Errorf("%s: Stale = %v, want %v", c.name, got, c.stale)
+		}
+	}
+	for _, o := range other {
+		if stale(e.b, o, base.Add(-time.Hour)) {
+			t.Errorf("%+v is stale from another record's version", o)
+		}
+	}
+
+	// Never backwards: an older write, from either worker, is ignored.
+	written(e.b, base.Add(-time.Hour))
+	written(e.a, time.Time{})
+	if !stale(e.a, r, base.Add(-time.Nanosecond)) || stale(e.a, r, base) {
+		t.Error("the version moved backwards")
+	}
+	// Forwards.
+	written(e.b, base.Add(time.Second))
+	if !stale(e.a, r, base) || stale(e.a, r, base.Add(time.Second)) {
+		t.Error("the version did not move forwards")
+	}
+
+	// A value that is not a time makes Stale fail and is replaced by Written.
+	if _, err := e.kvA.Put(ctx, "ver.contoso.customer.C00010", []byte("garbage")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.a.Stale(ctx, r.sub, r.typ, r.key, base); err == nil {
+		t.Error("Stale of a garbage version succeeded")
+	}
+	written(e.a, base)
+	if !stale(e.a, r, base.Add(-time.Nanosecond)) {
+		t.Error("Written did not replace a garbage version")
+	}
+}
+
+func TestRecordVersionConcurrentWrittenKeepsTheNewest(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, 0)
+	ctx := testContext(t, 10*time.Second)
+	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	const writers = 10
+	for round := range 5 {
+		key := fmt.Sprintf("C%05d", round)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i, n := range rand.Perm(writers) {
+			locks := e.a
+			if i%2 == 1 {
+				locks = e.b
+			}
+			at := base.Add(time.Duration(n) * time.Millisecond)
+			wg.Go(func() {
+				<-start
+				if err := locks.Written(ctx, "contoso", messages.TypeProduct, key, at); err != nil {
+					t.Errorf("Written(%v): %v", at, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		newest := base.Add((writers - 1) * time.Millisecond)
+		got, err := e.kvA.Get(ctx, "ver.contoso.product."+key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := newest.Format(time.RFC3339Nano); string(got.Value()) != want {
+			t.Errorf("round %d: version %s, want the newest %s", round, got.Value(), want)
+		}
+		if s, err := e.b.Stale(ctx, "contoso", messages.TypeProduct, key, newest.Add(-time.Nanosecond)); err != nil || !s {
+			t.Errorf("round %d: Stale(newest - 1ns) = %v, %v", round, s, err)
+		}
+	}
+}
