@@ -159,8 +159,12 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, o ConsumerOptio
 	}
 	want := ConsumerConfig(o)
 	c, err := js.Consumer(ctx, messages.StreamJobs, want.Durable)
-	if err == nil && consumerMatches(c.CachedInfo().Config, want) {
-		return c, nil
+	if err == nil {
+		if consumerMatches(c.CachedInfo().Config, want) {
+			return c, nil
+		}
+		// An update must not resume a consumer the fleet paused.
+		want.PauseUntil = c.CachedInfo().Config.PauseUntil
 	}
 	c, err = js.CreateOrUpdateConsumer(ctx, messages.StreamJobs, want)
 	if err != nil {
