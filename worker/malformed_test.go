@@ -1,0 +1,83 @@
+package worker_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go"
+)
+
+// Every kind of malformed job is dead-lettered at once, byte for byte, with
+// a reason of its own that names what is wrong; the handler never sees one.
+func TestLoopEveryMalformationHasItsOwnReason(t *testing.T) {
+	t.Parallel()
+	const ok = `"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert"`
+	big := `{"x":"` + strings.Repeat("a", messages.MaxDataBytes) + `"}`
+	cases := []struct {
+		name, subject, body, want string
+	}{
+		{"not JSON", "bcsync.jobs.contoso.location.M01", `not json`, "JSON"},
+		{"trailing data", "bcsync.jobs.contoso.location.M02", `{` + ok + `,"key":"M02"} {}`, "JSON"},
+		{"unknown field", "bcsync.jobs.contoso.location.M03", `{` + ok + `,"key":"M03","colour":"red"}`, "colour"},
+		{"unknown version", "bcsync.jobs.contoso.location.M04", `{"v":9,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"M04"}`, "version"},
+		{"unknown type", "bcsync.jobs.contoso.vendor.M05", `{"v":1,"id":"j1","subscription":"contoso","type":"vendor","op":"upsert","key":"M05"}`, "type"},
+		{"unknown op", "bcsync.jobs.contoso.location.M06", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"merge","key":"M06"}`, "op"},
+		{"missing id", "bcsync.jobs.contoso.location.M07", `{"v":1,"subscription":"contoso","type":"location","op":"upsert","key":"M07"}`, "id"},
+		{"missing key", "bcsync.jobs.contoso.location.M08", `{` + ok + `}`, "key"},
+		{"lower-case key", "bcsync.jobs.contoso.location.m09", `{` + ok + `,"key":"m09"}`, "upper-case"},
+		{"bad subscription", "bcsync.jobs.contoso.location.M10", `{"v":1,"id":"j1","subscription":"Contoso","type":"location","op":"upsert","key":"M10"}`, "subscription"},
+		{"data not an object", "bcsync.jobs.contoso.location.M11", `{` + ok + `,"key":"M11","data":[1,2]}`, "data"},
+		{"data too large", "bcsync.jobs.contoso.location.M12", `{` + ok + `,"key":"M12","data":` + big + `}`, "too large"},
+		{"subject mismatch", "bcsync.jobs.contoso.location.M13", `{` + ok + `,"key":"OTHER"}`, "subject"},
+		{"GUID for a category", "bcsync.jobs.contoso.customer_category.0f8fad5b-d9cb-469f-a165-70867728950e",
+			`{"v":1,"id":"j1","subscription":"contoso","type":"customer_category","op":"upsert","key":"0f8fad5b-d9cb-469f-a165-70867728950e"}`, "price group code"},
+	}
+	e := newLoopEnv(t, 5)
+	for _, c := range cases {
+		m := nats.NewMsg(c.subject)
+		m.Data = []byte(c.body)
+		if _, err := e.b.JS.PublishMsg(context.Background(), m); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+	}
+	var calls atomic.Int32
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Stats: stats, Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+		calls.Add(1)
+		return nil
+	})})
+	waitFor(t, 20*time.Second, "every malformed job dead-lettered", func() bool { return stats.DeadLettered.Load() == int64(len(cases)) })
+	if calls.Load() != 0 {
+		t.Errorf("the handler ran %d times for malformed jobs", calls.Load())
+	}
+	bySubject := map[string]*messages.DeadLetter{}
+	for _, dl := range readDLQ(t, e.b.JS, len(cases)) {
+		bySubject[dl.Subject] = dl
+	}
+	seen := map[string]string{}
+	for _, c := range cases {
+		dl, found := bySubject[c.subject]
+		if !found {
+			t.Errorf("%s: no dead letter", c.name)
+			continue
+		}
+		if string(dl.Body) != c.body {
+			t.Errorf("%s: the dead letter's body is not the original", c.name)
+		}
+		if dl.ErrorClass != "permanent" {
+			t.Errorf("%s: class %q, want permanent", c.name, dl.ErrorClass)
+		}
+		if !strings.Contains(dl.Reason, c.want) {
+			t.Errorf("%s: reason %q does not mention %q", c.name, dl.Reason, c.want)
+		}
+		if other, dup := seen[dl.Reason]; dup {
+			t.Errorf("%s and %s share the reason %q", c.name, other, dl.Reason)
+		}
+		seen[dl.Reason] = c.name
+	}
+}
