@@ -13,6 +13,7 @@ import (
 
 	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker/dlq"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -270,6 +271,7 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 	}
 	attempt := int(md.NumDelivered)
 	log = log.With().Int("attempt", attempt).Uint64("stream_seq", md.Sequence.Stream).Logger()
+	l.forgetReplayedLetter(ctx, msg, log)
 
 	job, err := messages.Decode(msg.Data())
 	if err == nil {
@@ -312,6 +314,27 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		log.Debug().Dur("took", time.Since(start)).Msg("job done")
 	}
 	l.settle(ctx, msg, md, job, err, log)
+}
+
+// forgetReplayedLetter deletes the dead letter a replayed job came from, if
+// it is still there: a replay killed between its publish and its delete
+// leaves the letter in both streams, and the job, now in the job stream,
+// is the one that counts.
+func (l *Loop) forgetReplayedLetter(ctx context.Context, msg jetstream.Msg, log zerolog.Logger) {
+	v := msg.Headers().Get(dlq.HeaderReplayOf)
+	js, ok := l.cfg.JS.(jetstream.JetStream)
+	if v == "" || !ok {
+		return
+	}
+	seq, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := dlq.Purge(dctx, js, dlq.Letter{Seq: seq}); err != nil {
+		log.Warn().Err(err).Uint64("dlq_seq", seq).Msg("could not delete the dead letter this replayed job came from")
+	}
 }
 
 // heartbeat tells JetStream, every third of AckWait, that the job is still

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
+	"github.com/bcsync/bcsync/worker/dlq"
 	"github.com/nats-io/nats.go"
 )
 
@@ -79,5 +81,33 @@ func TestLoopEveryMalformationHasItsOwnReason(t *testing.T) {
 			t.Errorf("%s and %s share the reason %q", c.name, other, dl.Reason)
 		}
 		seen[dl.Reason] = c.name
+	}
+}
+
+// A replay killed between its publish and its delete leaves the letter in
+// both streams; the worker that runs the replayed job deletes the letter.
+func TestLoopReplayedJobDeletesItsLeftoverLetter(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	ctx := context.Background()
+	letter := nats.NewMsg(messages.DLQSubject("contoso", messages.TypeLocation))
+	letter.Data = []byte(`{"subject":"bcsync.jobs.contoso.location.L0000"}`)
+	ack, err := e.b.JS.PublishMsg(ctx, letter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _, err := messages.NewMsg(messages.Job{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "L0000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg.Header.Set(dlq.HeaderReplayOf, strconv.FormatUint(ack.Sequence, 10))
+	if _, err := e.b.JS.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Stats: stats, Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return nil })})
+	waitFor(t, 10*time.Second, "the replayed job acked", func() bool { return stats.Acked.Load() == 1 })
+	if n := e.streamMsgs(t, messages.StreamDLQ); n != 0 {
+		t.Errorf("the replayed job's letter is still in the DLQ (%d letters)", n)
 	}
 }
