@@ -38,6 +38,13 @@ func TestEnsureIsIdempotentAndConfigured(t *testing.T) {
 	if got := dlq.CachedInfo().Config; got.Retention != jetstream.LimitsPolicy || got.MaxAge != 30*24*time.Hour {
 		t.Errorf("dlq stream config = %+v", got)
 	}
+	adv, err := b.JS.Stream(ctx, broker.StreamAdvisories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := adv.CachedInfo().Config; got.Subjects[0] != "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.BCSYNC_JOBS.*" || got.Storage != jetstream.FileStorage {
+		t.Errorf("advisories stream config = %+v", got)
+	}
 	opts := broker.ConsumerOptions{Subscription: "contoso", MaxDeliver: 5, AckWait: 30 * time.Second, MaxAckPending: 100}
 	for i := 0; i < 2; i++ {
 		if _, err := broker.EnsureConsumer(ctx, b.JS, opts); err != nil {

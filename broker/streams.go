@@ -56,6 +56,30 @@ func DLQStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	}
 }
 
+// StreamAdvisories keeps JetStream's max-deliveries advisories of
+// BCSYNC_JOBS, so that the workers' safety net handles those announced
+// while no worker was running.
+const StreamAdvisories = "BCSYNC_ADVISORIES"
+
+// AdvisorySubject is where JetStream announces BCSYNC_JOBS messages that
+// reached MaxDeliver, for every consumer.
+const AdvisorySubject = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + messages.StreamJobs + ".*"
+
+// AdvisoriesStreamConfig is the configuration of StreamAdvisories.
+func AdvisoriesStreamConfig(o StreamOptions) jetstream.StreamConfig {
+	o = o.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        StreamAdvisories,
+		Description: "bcsync: BCSYNC_JOBS messages that reached MaxDeliver, for the safety net",
+		Subjects:    []string{AdvisorySubject},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		MaxAge:      o.DLQMaxAge,
+		Discard:     jetstream.DiscardOld,
+	}
+}
+
 func (o StreamOptions) withDefaults() StreamOptions {
 	if o.Replicas <= 0 {
 		o.Replicas = 1
@@ -75,7 +99,7 @@ func (o StreamOptions) withDefaults() StreamOptions {
 // workers starting together do not update it under each other (nats-server
 // 2.15 races a stream update against a consumer being created).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
-	for _, want := range []jetstream.StreamConfig{JobsStreamConfig(o), DLQStreamConfig(o)} {
+	for _, want := range []jetstream.StreamConfig{JobsStreamConfig(o), DLQStreamConfig(o), AdvisoriesStreamConfig(o)} {
 		if err := ensureStream(ctx, js, want); err != nil {
 			return fmt.Errorf("broker: create or update stream %s: %w", want.Name, err)
 		}

@@ -377,11 +377,6 @@ func TestSafetyNetMovesUnsettledJobsToTheDLQ(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop, err := worker.SafetyNet(b.NC, b.JS, "net-1", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
 	if _, _, err := messages.Publish(ctx, b.JS, messages.Job{ID: "dies-1", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "EAST"}); err != nil {
 		t.Fatal(err)
 	}
@@ -406,6 +401,13 @@ func TestSafetyNetMovesUnsettledJobsToTheDLQ(t *testing.T) {
 			t.Fatalf("delivered beyond MaxDeliver: %s", m.Subject())
 		}
 	}
+	// The advisory was announced while no safety net ran: it was kept, and
+	// the first worker to start handles it.
+	stop, err := worker.SafetyNet(ctx, b.JS, "net-1", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
 	env := &loopEnv{b: b, cons: cons}
 	waitFor(t, 15*time.Second, "the job moved to the DLQ", func() bool {
 		return env.streamMsgs(t, messages.StreamDLQ) == 1 && env.streamMsgs(t, messages.StreamJobs) == 0

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -27,36 +27,46 @@ type maxDeliveriesAdvisory struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
-// advisorySubject is where JetStream announces BCSYNC_JOBS messages that
-// reached MaxDeliver, for every consumer.
-var advisorySubject = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + messages.StreamJobs + ".*"
-
 // SafetyNet moves jobs that reached MaxDeliver without being settled (a
 // worker died between its last delivery and its dead letter) to BCSYNC_DLQ,
 // then deletes them from BCSYNC_JOBS, where nobody would deliver them again.
-// Every worker runs it; a queue group makes one of them handle each
-// advisory. A letter the loop already stored is not stored twice. The
+// It reads JetStream's advisories from broker.StreamAdvisories through one
+// durable consumer that every worker shares, so each advisory is handled
+// once, and one announced while no worker ran is handled by the next one
+// to start. A letter the loop already stored is not stored twice. The
 // returned function stops it.
-func SafetyNet(nc *nats.Conn, js jetstream.JetStream, workerID string, log zerolog.Logger) (stop func(), err error) {
-	sub, err := nc.QueueSubscribe(advisorySubject, "bcsync-safety-net", func(m *nats.Msg) {
+func SafetyNet(ctx context.Context, js jetstream.JetStream, workerID string, log zerolog.Logger) (stop func(), err error) {
+	cons, err := js.CreateOrUpdateConsumer(ctx, broker.StreamAdvisories, jetstream.ConsumerConfig{
+		Durable:     "bcsync-safety-net",
+		Description: "bcsync workers' safety net",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: safety net consumer: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
 		var a maxDeliveriesAdvisory
-		if err := json.Unmarshal(m.Data, &a); err != nil || a.StreamSeq == 0 {
-			log.Warn().Err(err).Msg("unreadable max-deliveries advisory")
+		if err := json.Unmarshal(m.Data(), &a); err != nil || a.StreamSeq == 0 {
+			log.Warn().Err(err).Msg("unreadable max-deliveries advisory: dropped")
+			_ = m.Term()
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := rescue(ctx, js, a, workerID); err != nil {
-			log.Error().Err(err).Uint64("stream_seq", a.StreamSeq).Msg("could not move a job that reached MaxDeliver to the dead-letter stream; it stays in BCSYNC_JOBS")
+		if err := rescue(rctx, js, a, workerID); err != nil {
+			log.Error().Err(err).Uint64("stream_seq", a.StreamSeq).Msg("could not move a job that reached MaxDeliver to the dead-letter stream; trying again shortly")
+			_ = m.NakWithDelay(5 * time.Second)
 			return
 		}
+		_ = m.Ack()
 		log.Warn().Uint64("stream_seq", a.StreamSeq).Str("consumer", a.Consumer).Uint64("deliveries", a.Deliveries).
 			Msg("job reached MaxDeliver unsettled: moved to the dead-letter stream")
 	})
 	if err != nil {
-		return nil, fmt.Errorf("worker: subscribe to max-deliveries advisories: %w", err)
+		return nil, fmt.Errorf("worker: safety net: %w", err)
 	}
-	return func() { _ = sub.Unsubscribe() }, nil
+	return cc.Stop, nil
 }
 
 // rescue copies the job at a.StreamSeq to the DLQ, then deletes it.

@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		loops = append(loops, l)
 	}
-	stopNet, err := SafetyNet(opts.Broker.NC, opts.Broker.JS, opts.ID, log)
+	stopNet, err := SafetyNet(ctx, opts.Broker.JS, opts.ID, log)
 	if err != nil {
 		return err
 	}
