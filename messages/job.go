@@ -65,10 +65,17 @@ const (
 	OpDelete Op = "delete"
 	// OpInitialize copies every record of the type; it carries no key.
 	OpInitialize Op = "initialize"
+	// OpDelta copies the records of the type changed since the
+	// subscription's watermark (a BC "collection" notification, or the
+	// poller); it carries no key.
+	OpDelta Op = "delta"
 )
 
 // Valid reports whether o is a known operation.
-func (o Op) Valid() bool { return o == OpUpsert || o == OpDelete || o == OpInitialize }
+func (o Op) Valid() bool { return o == OpUpsert || o == OpDelete || o == OpInitialize || o == OpDelta }
+
+// Bulk reports whether o works on every record of its type (no key).
+func (o Op) Bulk() bool { return o == OpInitialize || o == OpDelta }
 
 // Job is the v1 sync job envelope.
 type Job struct {
@@ -208,15 +215,15 @@ func (j *Job) Validate() error {
 	}
 	switch {
 	case j.Op == "":
-		add("op", ErrMissingField, "one of upsert, delete, initialize")
+		add("op", ErrMissingField, "one of upsert, delete, initialize, delta")
 	case !j.Op.Valid():
-		add("op", ErrUnknownOp, "%q is not one of upsert, delete, initialize", j.Op)
-	case j.Op == OpInitialize:
+		add("op", ErrUnknownOp, "%q is not one of upsert, delete, initialize, delta", j.Op)
+	case j.Op.Bulk():
 		if j.Key != "" {
-			add("key", errKeyNotAllowedForOp, "an initialize job copies every record; leave key empty")
+			add("key", errKeyNotAllowedForOp, "%s jobs work on every record of their type; leave key empty", j.Op)
 		}
 		if len(j.Data) > 0 {
-			add("data", errDataNotAllowedForOp, "an initialize job carries no snapshot")
+			add("data", errDataNotAllowedForOp, "%s jobs carry no snapshot", j.Op)
 		}
 	default:
 		if j.Key == "" {

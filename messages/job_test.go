@@ -30,6 +30,7 @@ func TestValidate(t *testing.T) {
 		{"valid guid", func(j *messages.Job) { j.Key = "5d115c9c-44e3-ea11-bb43-000d3a2feca1" }, nil, ""},
 		{"valid code with space and dot", func(j *messages.Job) { j.Key = "MAIN ST.1" }, nil, ""},
 		{"valid initialize", func(j *messages.Job) { j.Op = messages.OpInitialize; j.Key = "" }, nil, ""},
+		{"valid delta", func(j *messages.Job) { j.Op = messages.OpDelta; j.Key = "" }, nil, ""},
 		{"valid snapshot", func(j *messages.Job) { j.Data = json.RawMessage(`{"code":"EAST"}`) }, nil, ""},
 		{"unknown version", func(j *messages.Job) { j.V = 2 }, messages.ErrUnknownVersion, "v"},
 		{"missing version", func(j *messages.Job) { j.V = 0 }, messages.ErrUnknownVersion, "v"},
@@ -54,6 +55,8 @@ func TestValidate(t *testing.T) {
 		{"data too large", func(j *messages.Job) { j.Data = big }, messages.ErrDataTooLarge, "data"},
 		{"data not object", func(j *messages.Job) { j.Data = json.RawMessage(`[1,2]`) }, messages.ErrBadData, "data"},
 		{"initialize with key", func(j *messages.Job) { j.Op = messages.OpInitialize }, nil, "key"},
+		{"delta with key", func(j *messages.Job) { j.Op = messages.OpDelta }, nil, "key"},
+		{"delta with data", func(j *messages.Job) { j.Op = messages.OpDelta; j.Key = ""; j.Data = json.RawMessage(`{}`) }, nil, "data"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
