@@ -37,7 +37,7 @@ type FleetConfig struct {
 	// Slots divides the window to count grants. The budget is counted over
 	// Window plus 3% (one slot, and 2% for the time between a grant and the
 	// request's arrival, which varies; a grant whose compare-and-set took
-	// more than 1% of the window is dropped rather than used), so that the service, counting
+	// more than 1% of the window is moved to the slot of its use), so that the service, counting
 	// arrivals, never sees more than Requests in a Window. Default 100.
 	Slots int
 	// Log receives pauses.
@@ -59,9 +59,10 @@ type Stats struct {
 	Pauses atomic.Int64
 	// Conflicts counts lost compare-and-set races on the budget.
 	Conflicts atomic.Int64
-	// Stale counts permits counted but not used because the store answered
-	// too slowly (more than 1% of the window) for them to be safe.
-	Stale atomic.Int64
+	// Restamped counts permits moved to a later slot because the store
+	// answered slowly (more than 1% of the window); Stale those left
+	// counted and unused because it stayed slow.
+	Restamped, Stale atomic.Int64
 }
 
 // Fleet is a fleet-wide Limiter: a sliding-window request budget and a
@@ -262,11 +263,17 @@ func (f *Fleet) grant(ctx context.Context) error {
 			if err == nil {
 				if time.Since(now) > f.cfg.Window/100 {
 					// The store was slow: these permits were counted in a
-					// slot that is too far behind the request they would
-					// let out, which would eat the margin for the request's
-					// travel. Leave them counted and unused, and try again.
-					f.cfg.Stats.Stale.Add(int64(n))
-					continue
+					// slot too far behind the requests they would let out,
+					// which would eat the margin for the requests' travel.
+					// Move them to the slot of now.
+					moved, err := f.restamp(ctx, cur, n)
+					if err != nil {
+						return err
+					}
+					if moved < 0 {
+						continue // left counted and unused
+					}
+					cur = moved
 				}
 				f.pool, f.poolSlot = n-1, cur
 				return nil
@@ -293,6 +300,40 @@ func (f *Fleet) grant(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// restamp moves n permits counted in slot from to the slot of now, and
+// returns that slot, once a compare-and-set answered within 1% of the
+// window. It returns -1, leaving the permits counted and unused (Stale),
+// when from left the ring meanwhile and the budget has no room for them now,
+// or when the store stays slow.
+func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		now := time.Now()
+		cur := now.UnixNano() / int64(f.slot)
+		entry, err := f.cfg.KV.Get(ctx, f.rateKey)
+		if err != nil {
+			return 0, fmt.Errorf("throttle: %s: read the budget: %w", f.cfg.Name, err)
+		}
+		b := decodeBudget(entry.Value(), f.ring)
+		b.advance(cur)
+		if !b.take(from, uint32(n)) && b.used()+n > f.cfg.Requests {
+			break
+		}
+		b.addN(cur, uint32(n))
+		_, err = f.cfg.KV.Update(ctx, f.rateKey, b.encode(), entry.Revision())
+		switch {
+		case err == nil && time.Since(now) <= f.cfg.Window/100:
+			f.cfg.Stats.Restamped.Add(int64(n))
+			return cur, nil
+		case err == nil:
+			from = cur // slow again: move them once more
+		case !isConflict(err):
+			return 0, fmt.Errorf("throttle: %s: update the budget: %w", f.cfg.Name, err)
+		}
+	}
+	f.cfg.Stats.Stale.Add(int64(n))
+	return -1, nil
 }
 
 // slotCap is how many grants one slot may hold: the budget's average share
@@ -449,6 +490,17 @@ func (b *budget) advance(cur int64) {
 // slot counts in the oldest slot it can.
 func (b *budget) addN(cur int64, n uint32) {
 	b.counts[max(0, len(b.counts)-1-int(b.last-cur))] += n
+}
+
+// take removes n grants from slot cur, if cur is still in the ring and holds
+// them, and reports whether it did.
+func (b *budget) take(cur int64, n uint32) bool {
+	i := len(b.counts) - 1 - int(b.last-cur)
+	if i < 0 || i >= len(b.counts) || b.counts[i] < n {
+		return false
+	}
+	b.counts[i] -= n
+	return true
 }
 
 // at is the count of slot cur (0 when it is older than the ring).

@@ -180,16 +180,18 @@ func TestSlowStoreDoesNotStretchTheBudget(t *testing.T) {
 	// Permits counted 150 ms before they were handed out would let 11
 	// requests out within 0.85 s.
 	checkWindow(t, grants, budget, window-window/20)
-	var stale int64
+	var moved, stale int64
 	for _, f := range fs {
+		moved += f.Stats().Restamped.Load()
 		stale += f.Stats().Stale.Load()
 	}
-	if stale == 0 {
-		t.Error("no permit was dropped although the store answered 150 ms late")
+	if moved == 0 {
+		t.Error("no permit was moved although the store answered 150 ms late")
 	}
-	// Half the store's answers are late, and their permits are lost: the
-	// budget still flows, at a lower rate.
-	if len(grants) < budget {
-		t.Errorf("%d grants in %v, want at least %d", len(grants), run, budget)
+	// Late permits are moved, not lost: the budget is still used (a
+	// sliding window of 10 per 1 s over 4 s allows at most 40).
+	t.Logf("%d grants, %d permits moved, %d left unused", len(grants), moved, stale)
+	if min := 3 * budget; len(grants) < min {
+		t.Errorf("%d grants in %v, want at least %d", len(grants), run, min)
 	}
 }

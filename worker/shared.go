@@ -60,8 +60,9 @@ type SharedStats struct {
 	// Granted, Waited (ns), RateWaits, LeaseWaits and Pauses (429s or
 	// Retry-After reported by a service) are summed over the budgets.
 	Granted, Waited, RateWaits, LeaseWaits, Pauses int64
-	// Stale counts permits dropped because the KV store answered late.
-	Stale int64
+	// Restamped counts permits moved to a later slot because the KV store
+	// answered late; Stale those left unused because it stayed late.
+	Restamped, Stale int64
 }
 
 // Stats returns the counters.
@@ -80,6 +81,7 @@ func (s *Shared) Stats() SharedStats {
 		st.LeaseWaits += bs.LeaseWaits.Load()
 		st.Pauses += bs.Pauses.Load()
 		st.Stale += bs.Stale.Load()
+		st.Restamped += bs.Restamped.Load()
 	}
 	return st
 }
