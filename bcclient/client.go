@@ -545,7 +545,18 @@ func decodePage[T any](c *Client, current string, body []byte) ([]T, string, err
 }
 
 // list requests first and every page after it, calling fn once per page.
-func list[T any](ctx context.Context, c *Client, first string, fn func([]T) error) error {
+func list[T any](ctx context.Context, c *Client, first string, fn func([]T) error, opts ...ListOption) error {
+	var o listOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.from != "" {
+		from, err := c.resumeLink(o.from)
+		if err != nil {
+			return err
+		}
+		first = from
+	}
 	for next := first; next != ""; {
 		body, err := c.do(ctx, request{url: next, paged: true})
 		if err != nil {
@@ -558,9 +569,47 @@ func list[T any](ctx context.Context, c *Client, first string, fn func([]T) erro
 		if err := fn(rows); err != nil {
 			return err
 		}
+		if o.afterPage != nil {
+			if err := o.afterPage(link); err != nil {
+				return err
+			}
+		}
 		next = link
 	}
 	return nil
+}
+
+// ListOption adjusts a listing (ListX and DeltaX).
+type ListOption func(*listOptions)
+
+type listOptions struct {
+	from      string
+	afterPage func(next string) error
+}
+
+// ResumeAt starts a listing at link, a next-page link that AfterPage handed
+// to an earlier listing of the same entity set, instead of at the first
+// page: a listing interrupted (a worker killed) resumes without reading its
+// pages again. The link must point at the client's API host.
+func ResumeAt(link string) ListOption { return func(o *listOptions) { o.from = link } }
+
+// AfterPage calls fn after each page that the listing's own fn accepted,
+// with the link of the next page ("" after the last one): save it as the
+// listing's checkpoint. An error from fn ends the listing with that error.
+func AfterPage(fn func(next string) error) ListOption {
+	return func(o *listOptions) { o.afterPage = fn }
+}
+
+// resumeLink checks a saved next-page link, as nextLink checks BC's.
+func (c *Client) resumeLink(link string) (string, error) {
+	u, err := url.Parse(link)
+	if err != nil || !u.IsAbs() {
+		return "", fmt.Errorf("bcclient: resume at %q: not an absolute URL", link)
+	}
+	if u.User != nil || !strings.EqualFold(u.Scheme, c.api.Scheme) || hostPort(u) != hostPort(c.api) {
+		return "", fmt.Errorf("bcclient: resume: %w: %s://%s is not %s://%s", ErrForeignNextLink, u.Scheme, u.Host, c.api.Scheme, c.api.Host)
+	}
+	return u.String(), nil
 }
 
 // getOne requests one entity.

@@ -667,3 +667,61 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// A listing interrupted after two pages resumes at its checkpoint: the
+// pages already read are not read again, and every row comes once.
+func TestListResumesAtItsCheckpoint(t *testing.T) {
+	t.Parallel()
+	s := fake(t, bctest.Options{Locations: 30})
+	cfg := config(t, s)
+	cfg.PageSize = 7
+	c := newClient(t, cfg)
+	if _, err := c.CompanyID(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.ResetStats()
+	seen := map[string]int{}
+	var checkpoint string
+	pages := 0
+	stop := errors.New("killed")
+	err := c.ListLocations(t.Context(), func(rows []bcclient.Location) error {
+		for _, r := range rows {
+			seen[r.Code]++
+		}
+		return nil
+	}, bcclient.AfterPage(func(next string) error {
+		checkpoint, pages = next, pages+1
+		if pages == 2 {
+			return stop
+		}
+		return nil
+	}))
+	if !errors.Is(err, stop) || checkpoint == "" {
+		t.Fatalf("first listing: %v, checkpoint %q", err, checkpoint)
+	}
+	err = c.ListLocations(t.Context(), func(rows []bcclient.Location) error {
+		for _, r := range rows {
+			seen[r.Code]++
+		}
+		return nil
+	}, bcclient.ResumeAt(checkpoint), bcclient.AfterPage(func(next string) error { pages++; return nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 30 {
+		t.Errorf("%d distinct locations, want 30", len(seen))
+	}
+	for code, n := range seen {
+		if n != 1 {
+			t.Errorf("%s read %d times", code, n)
+		}
+	}
+	if got := s.Stats().DataRequests["locations"]; got != 5 || pages != 5 {
+		t.Errorf("%d data requests and %d pages for 30 rows in pages of 7, want 5 and 5", got, pages)
+	}
+	// A checkpoint that points elsewhere is refused before any request.
+	err = c.ListLocations(t.Context(), func([]bcclient.Location) error { return nil }, bcclient.ResumeAt("https://evil.example.com/api/v2.0/companies"))
+	if !errors.Is(err, bcclient.ErrForeignNextLink) {
+		t.Errorf("a foreign checkpoint = %v, want ErrForeignNextLink", err)
+	}
+}

@@ -33,14 +33,14 @@ func (c *Client) GetCustomer(ctx context.Context, key string) (Customer, error) 
 }
 
 // ListCustomers calls fn once per page of customers, like ListLocations.
-func (c *Client) ListCustomers(ctx context.Context, fn func([]Customer) error) error {
-	return listEntity(ctx, c, customers, time.Time{}, fn)
+func (c *Client) ListCustomers(ctx context.Context, fn func([]Customer) error, opts ...ListOption) error {
+	return listEntity(ctx, c, customers, time.Time{}, fn, opts...)
 }
 
 // DeltaCustomers calls fn once per page of the customers modified after
 // since, like DeltaLocations.
-func (c *Client) DeltaCustomers(ctx context.Context, since time.Time, fn func([]Customer) error) error {
-	return listEntity(ctx, c, customers, since, fn)
+func (c *Client) DeltaCustomers(ctx context.Context, since time.Time, fn func([]Customer) error, opts ...ListOption) error {
+	return listEntity(ctx, c, customers, since, fn, opts...)
 }
 
 // GetItem returns the item whose id (a GUID) or number is key.
@@ -50,14 +50,14 @@ func (c *Client) GetItem(ctx context.Context, key string) (Item, error) {
 }
 
 // ListItems calls fn once per page of items, like ListLocations.
-func (c *Client) ListItems(ctx context.Context, fn func([]Item) error) error {
-	return listEntity(ctx, c, items, time.Time{}, fn)
+func (c *Client) ListItems(ctx context.Context, fn func([]Item) error, opts ...ListOption) error {
+	return listEntity(ctx, c, items, time.Time{}, fn, opts...)
 }
 
 // DeltaItems calls fn once per page of the items modified after since, like
 // DeltaLocations.
-func (c *Client) DeltaItems(ctx context.Context, since time.Time, fn func([]Item) error) error {
-	return listEntity(ctx, c, items, since, fn)
+func (c *Client) DeltaItems(ctx context.Context, since time.Time, fn func([]Item) error, opts ...ListOption) error {
+	return listEntity(ctx, c, items, since, fn, opts...)
 }
 
 // GetLocation returns the location whose id (a GUID) or code is key.
@@ -69,8 +69,8 @@ func (c *Client) GetLocation(ctx context.Context, key string) (Location, error) 
 // ListLocations calls fn once per page of locations, in BC's order, until
 // the last page or until fn returns an error, which ListLocations returns.
 // A page may be empty.
-func (c *Client) ListLocations(ctx context.Context, fn func([]Location) error) error {
-	return listEntity(ctx, c, locations, time.Time{}, fn)
+func (c *Client) ListLocations(ctx context.Context, fn func([]Location) error, opts ...ListOption) error {
+	return listEntity(ctx, c, locations, time.Time{}, fn, opts...)
 }
 
 // DeltaLocations is ListLocations for the locations whose
@@ -80,8 +80,8 @@ func (c *Client) ListLocations(ctx context.Context, fn func([]Location) error) e
 // millisecond as since may come again). Deletions are invisible to it. A
 // zero since lists every row. Locations are not webhook-enabled: poll them
 // with it.
-func (c *Client) DeltaLocations(ctx context.Context, since time.Time, fn func([]Location) error) error {
-	return listEntity(ctx, c, locations, since, fn)
+func (c *Client) DeltaLocations(ctx context.Context, since time.Time, fn func([]Location) error, opts ...ListOption) error {
+	return listEntity(ctx, c, locations, since, fn, opts...)
 }
 
 // GetShipmentMethod returns the shipment method whose id (a GUID) or code is
@@ -92,14 +92,14 @@ func (c *Client) GetShipmentMethod(ctx context.Context, key string) (ShipmentMet
 
 // ListShipmentMethods calls fn once per page of shipment methods, like
 // ListLocations.
-func (c *Client) ListShipmentMethods(ctx context.Context, fn func([]ShipmentMethod) error) error {
-	return listEntity(ctx, c, shipmentMethods, time.Time{}, fn)
+func (c *Client) ListShipmentMethods(ctx context.Context, fn func([]ShipmentMethod) error, opts ...ListOption) error {
+	return listEntity(ctx, c, shipmentMethods, time.Time{}, fn, opts...)
 }
 
 // DeltaShipmentMethods calls fn once per page of the shipment methods
 // modified after since, like DeltaLocations.
-func (c *Client) DeltaShipmentMethods(ctx context.Context, since time.Time, fn func([]ShipmentMethod) error) error {
-	return listEntity(ctx, c, shipmentMethods, since, fn)
+func (c *Client) DeltaShipmentMethods(ctx context.Context, since time.Time, fn func([]ShipmentMethod) error, opts ...ListOption) error {
+	return listEntity(ctx, c, shipmentMethods, since, fn, opts...)
 }
 
 // GetSalesOrder returns the sales order, with its lines, whose id (a GUID)
@@ -111,20 +111,20 @@ func (c *Client) GetSalesOrder(ctx context.Context, key string) (SalesOrder, err
 
 // ListSalesOrders calls fn once per page of sales orders, each with its
 // lines, like ListLocations.
-func (c *Client) ListSalesOrders(ctx context.Context, fn func([]SalesOrder) error) error {
-	return listEntity(ctx, c, salesOrders, time.Time{}, fn)
+func (c *Client) ListSalesOrders(ctx context.Context, fn func([]SalesOrder) error, opts ...ListOption) error {
+	return listEntity(ctx, c, salesOrders, time.Time{}, fn, opts...)
 }
 
 // DeltaSalesOrders calls fn once per page of the sales orders modified
 // after since, each with its lines, like DeltaLocations.
-func (c *Client) DeltaSalesOrders(ctx context.Context, since time.Time, fn func([]SalesOrder) error) error {
-	return listEntity(ctx, c, salesOrders, since, fn)
+func (c *Client) DeltaSalesOrders(ctx context.Context, since time.Time, fn func([]SalesOrder) error, opts ...ListOption) error {
+	return listEntity(ctx, c, salesOrders, since, fn, opts...)
 }
 
 // ListCompanies calls fn once per page of the environment's companies, like
 // ListLocations.
-func (c *Client) ListCompanies(ctx context.Context, fn func([]Company) error) error {
-	if err := list(ctx, c, c.root+"/api/v2.0/companies", fn); err != nil {
+func (c *Client) ListCompanies(ctx context.Context, fn func([]Company) error, opts ...ListOption) error {
+	if err := list(ctx, c, c.root+"/api/v2.0/companies", fn, opts...); err != nil {
 		return fmt.Errorf("bcclient: list companies: %w", err)
 	}
 	return nil
@@ -152,8 +152,8 @@ func (c *Client) GetCustomerPriceGroup(ctx context.Context, code string) (Custom
 // There is no delta for price groups: the page BC publishes has only Code
 // and Description (no lastModifiedDateTime), and price groups are not
 // webhook-enabled, so a poller must list them all and compare.
-func (c *Client) ListCustomerPriceGroups(ctx context.Context, fn func([]CustomerPriceGroup) error) error {
-	if err := list(ctx, c, c.odataV4URL(), fn); err != nil {
+func (c *Client) ListCustomerPriceGroups(ctx context.Context, fn func([]CustomerPriceGroup) error, opts ...ListOption) error {
+	if err := list(ctx, c, c.odataV4URL(), fn, opts...); err != nil {
 		return fmt.Errorf("bcclient: list customer price groups: %w", err)
 	}
 	return nil
@@ -184,14 +184,14 @@ func get[T any](ctx context.Context, c *Client, e entity, key string) (T, error)
 
 // listEntity reads every row of e modified after since (every row when
 // since is zero), one page at a time.
-func listEntity[T any](ctx context.Context, c *Client, e entity, since time.Time, fn func([]T) error) error {
+func listEntity[T any](ctx context.Context, c *Client, e entity, since time.Time, fn func([]T) error, opts ...ListOption) error {
 	verb, filter := "list", ""
 	if !since.IsZero() {
 		verb, filter = "delta", modifiedSinceFilter(since)
 	}
 	base, err := c.entitySetURL(ctx, e)
 	if err == nil {
-		err = list(ctx, c, base+e.query(filter), fn)
+		err = list(ctx, c, base+e.query(filter), fn, opts...)
 	}
 	if err != nil {
 		return fmt.Errorf("bcclient: %s %s: %w", verb, e.set, err)

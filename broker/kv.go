@@ -21,6 +21,9 @@ const (
 	// never run at once) and the last BC version written of each record
 	// (a stale read never overwrites a newer one).
 	BucketRecords = "bcsync_records"
+	// BucketProgress holds the checkpoints of bulk jobs (initialize,
+	// delta), the watermarks of deltas and the pollers' leases.
+	BucketProgress = "bcsync_progress"
 )
 
 // KVOptions tunes the buckets.
@@ -41,6 +44,8 @@ func KVConfigs(o KVOptions) []jetstream.KeyValueConfig {
 		{Bucket: BucketThrottle, Description: "bcsync fleet-wide request budgets, concurrency leases and pauses",
 			History: 1, Storage: jetstream.MemoryStorage, Replicas: o.Replicas, LimitMarkerTTL: time.Minute},
 		{Bucket: BucketRecords, Description: "bcsync per-record leases and last written versions",
+			History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, LimitMarkerTTL: time.Minute},
+		{Bucket: BucketProgress, Description: "bcsync bulk job checkpoints, delta watermarks and poller leases",
 			History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, LimitMarkerTTL: time.Minute},
 	}
 }

@@ -28,6 +28,8 @@ type Syncer struct {
 	// Subscription.
 	Versions     *RecordLocks
 	Subscription string
+	// Bulk handles initialize and delta jobs; nil refuses them.
+	Bulk *Bulk
 }
 
 var _ Handler = (*Syncer)(nil)
@@ -40,6 +42,10 @@ func (s *Syncer) Handle(ctx context.Context, job *messages.Job) error {
 		return s.upsert(ctx, job)
 	case messages.OpDelete:
 		return s.delete(ctx, job)
+	case messages.OpInitialize, messages.OpDelta:
+		if s.Bulk != nil {
+			return s.Bulk.Handle(ctx, job)
+		}
 	}
 	return Permanent(fmt.Errorf("op %q of %s jobs is not handled by this worker version", job.Op, job.Type))
 }

@@ -59,8 +59,8 @@ type Options struct {
 	// counters, by subscription name, as the loops are made.
 	BreakerStats map[string]*BreakerStats
 
-	shared  *Shared
-	records jetstream.KeyValue
+	shared            *Shared
+	records, progress jetstream.KeyValue
 }
 
 // Run starts one consume loop per subscription of cfg and blocks until ctx
@@ -89,7 +89,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	opts.records = kvs[broker.BucketRecords]
+	opts.records, opts.progress = kvs[broker.BucketRecords], kvs[broker.BucketProgress]
 	if !opts.Local {
 		sh, err := NewShared(ctx, opts.Broker.JS, 0, log)
 		if err != nil {
@@ -101,7 +101,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			st := sh.Stats()
 			log.Info().Int64("token_fetches", st.TokenFetches).Int64("permits_granted", st.Granted).
 				Int64("rate_waits", st.RateWaits).Int64("lease_waits", st.LeaseWaits).
-				Dur("time_waited", time.Duration(st.Waited)).Int64("throttled_429", st.Pauses).Int64("stale_permits", st.Stale).
+				Dur("time_waited", time.Duration(st.Waited)).Int64("throttled_429", st.Pauses).Int64("restamped_permits", st.Restamped).Int64("stale_permits", st.Stale).
 				Msg("shared token and request budgets")
 			if opts.SharedStats != nil {
 				*opts.SharedStats = st
@@ -245,7 +245,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		if err != nil {
 			return err
 		}
-		h.Versions, h.Subscription = records, sub.Name
+		h.Versions, h.Subscription, h.Bulk = records, sub.Name, &Bulk{BC: h.BC, JS: opts.Broker.JS, Progress: opts.progress, Subscription: sub.Name}
 		loop.SetHandler(h, r)
 		return nil
 	}
@@ -257,18 +257,19 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		Subscription: sub.Name,
 		Consumer:     cons,
 		JS:           opts.Broker.JS,
-		Handler:      &Syncer{BC: bc, IPaaS: ip, Versions: records, Subscription: sub.Name},
-		Concurrency:  sub.Worker.Concurrency,
-		MaxDeliver:   sub.Worker.MaxDeliver,
-		Backoff:      Backoff{Initial: sub.Worker.BackoffInitial, Max: sub.Worker.BackoffMax},
-		Grace:        opts.Grace,
-		PollWait:     opts.PollWait,
-		WorkerID:     opts.ID,
-		Redactor:     NewRedactor(sub.ClientSecret.Reveal(), sub.IPaaS.APIKey.Reveal()),
-		Log:          log,
-		Stats:        opts.Stats,
-		Breaker:      breaker,
-		Locks:        records,
+		Handler: &Syncer{BC: bc, IPaaS: ip, Versions: records, Subscription: sub.Name,
+			Bulk: &Bulk{BC: bc, JS: opts.Broker.JS, Progress: opts.progress, Subscription: sub.Name}},
+		Concurrency: sub.Worker.Concurrency,
+		MaxDeliver:  sub.Worker.MaxDeliver,
+		Backoff:     Backoff{Initial: sub.Worker.BackoffInitial, Max: sub.Worker.BackoffMax},
+		Grace:       opts.Grace,
+		PollWait:    opts.PollWait,
+		WorkerID:    opts.ID,
+		Redactor:    NewRedactor(sub.ClientSecret.Reveal(), sub.IPaaS.APIKey.Reveal()),
+		Log:         log,
+		Stats:       opts.Stats,
+		Breaker:     breaker,
+		Locks:       records,
 	})
 	return loop, err
 }

@@ -1,0 +1,116 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/bcclient/bctest"
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker"
+	"github.com/rs/zerolog"
+)
+
+// progress reads a bulk job's checkpoint.
+func (e *e2e) progress(jobID string) worker.Progress {
+	e.t.Helper()
+	kv, err := e.b.JS.KeyValue(context.Background(), broker.BucketProgress)
+	if err != nil {
+		return worker.Progress{}
+	}
+	entry, err := kv.Get(context.Background(), worker.ProgressKey("contoso", jobID))
+	if err != nil {
+		return worker.Progress{}
+	}
+	var p worker.Progress
+	if err := json.Unmarshal(entry.Value(), &p); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+func (e *e2e) bulk(op messages.Op, t messages.Type) string {
+	e.t.Helper()
+	_, job, err := messages.Publish(context.Background(), e.b.JS, messages.Job{Subscription: "contoso", Type: t, Op: op})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return job.ID
+}
+
+// An initialize job reads each BC page once (the records travel as
+// snapshots, with no second read each), and a worker stopped half way is
+// resumed by another at its checkpoint: every record arrives exactly once.
+func TestE2EInitializeResumesAtItsCheckpoint(t *testing.T) {
+	t.Parallel()
+	const n, pageSize = 1000, 7
+	const pages = (n + pageSize - 1) / pageSize
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: n}})
+	e.bc.SetLatency(40 * time.Millisecond)
+	id := e.bulk(messages.OpInitialize, messages.TypeLocation)
+	stop := e.startWorker("w1", zerolog.Nop(), nil)
+	waitFor(t, 30*time.Second, "a third of the pages read", func() bool { return e.progress(id).Pages >= pages/3 })
+	stop()
+	half := e.progress(id)
+	if half.Done {
+		t.Fatal("the first worker finished the initialization: the test proves nothing")
+	}
+	e.bc.SetLatency(0)
+	e.startWorker("w2", zerolog.Nop(), nil)
+	waitFor(t, 60*time.Second, "every location at iPaaS.com", func() bool { return e.ip.Count("location") == n })
+	waitFor(t, 20*time.Second, "the job stream empty", func() bool { return e.streamMsgs(messages.StreamJobs) == 0 })
+	done := e.progress(id)
+	reads := e.bc.Stats().DataRequests["locations"]
+	t.Logf("stopped after %d of %d pages; %d location reads in all; %d jobs enqueued", half.Pages, pages, reads, done.Enqueued)
+	if !done.Done || done.Pages != pages {
+		t.Errorf("progress %+v, want done after %d pages", done, pages)
+	}
+	// The page being read when the first worker stopped may be read again;
+	// no page before it is.
+	if reads < pages || reads > pages+1 {
+		t.Errorf("%d location reads for %d pages", reads, pages)
+	}
+	if n := e.streamMsgs(messages.StreamDLQ); n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+	if got := e.ip.Links("location"); got != n {
+		t.Errorf("%d location links at iPaaS.com, want %d", got, n)
+	}
+}
+
+// A delta job syncs the records changed after the watermark, once, and
+// moves the watermark; the next delta finds nothing.
+func TestE2EDeltaSyncsTheChangesOnce(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 30}})
+	e.startWorker("w1", zerolog.Nop(), nil)
+	e.bulk(messages.OpDelta, messages.TypeLocation) // no watermark yet: everything
+	waitFor(t, 30*time.Second, "the first delta", func() bool { return e.ip.Count("location") == 30 })
+	waitFor(t, 10*time.Second, "the job stream empty", func() bool { return e.streamMsgs(messages.StreamJobs) == 0 })
+	time.Sleep(5 * time.Millisecond) // changes land in a later millisecond than the watermark
+	codes := e.bc.LocationCodes()
+	for _, c := range codes[:3] {
+		e.bc.UpdateLocation(c, func(f map[string]any) { f["displayName"] = "changed " + c })
+	}
+	before := e.ip.Stats()
+	acked := e.stats.Acked.Load()
+	e.bulk(messages.OpDelta, messages.TypeLocation)
+	waitFor(t, 30*time.Second, "the second delta's jobs", func() bool { return e.stats.Acked.Load() == acked+4 })
+	for _, c := range codes[:3] {
+		if rec, _ := e.ip.Lookup("location", c); rec["description"] != "changed "+c {
+			t.Errorf("%s not updated: %v", c, rec["description"])
+		}
+	}
+	after := e.ip.Stats()
+	if w := after.Updates - before.Updates; w != 3 {
+		t.Errorf("%d iPaaS.com writes for 3 changed records", w)
+	}
+	acked = e.stats.Acked.Load()
+	e.bulk(messages.OpDelta, messages.TypeLocation)
+	waitFor(t, 30*time.Second, "the third delta", func() bool { return e.stats.Acked.Load() == acked+1 })
+	if w := e.ip.Stats().Updates - after.Updates; w != 0 {
+		t.Errorf("%d iPaaS.com writes when nothing changed", w)
+	}
+}
