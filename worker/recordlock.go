@@ -30,6 +30,9 @@ const (
 	lockKeyPrefix = "lock."
 	// versionKeyPrefix starts ver.<subscription>.<type>.<record token>.
 	versionKeyPrefix = "ver."
+	// aliasKeyPrefix starts id.<subscription>.<type>.<GUID>: the external id
+	// of the record with that BC id.
+	aliasKeyPrefix = "id."
 	// maxRecordToken is the longest record token kept readable; longer ones
 	// are hashed.
 	maxRecordToken = 128
@@ -342,4 +345,41 @@ func truncateRunes(s string, n int) string {
 		return string(r[:n]) + "..."
 	}
 	return s
+}
+
+// Alias records that the BC record whose id (a GUID) is id has the external
+// id ext, so that a delete job keyed by the GUID (BC's deleted notifications
+// carry nothing else, and a deleted record cannot be read) finds the
+// iPaaS.com record to deactivate. It writes only when the alias changed.
+func (r *RecordLocks) Alias(ctx context.Context, subscription string, typ messages.Type, id, ext string) error {
+	if !messages.IsGUID(id) || ext == "" {
+		return nil
+	}
+	k, err := recordKey(aliasKeyPrefix, subscription, typ, strings.ToLower(id))
+	if err != nil {
+		return fmt.Errorf("worker: record alias: %w", err)
+	}
+	if e, err := r.kv.Get(ctx, k); err == nil && string(e.Value()) == ext {
+		return nil
+	}
+	if _, err := r.kv.Put(ctx, k, []byte(ext)); err != nil {
+		return fmt.Errorf("worker: record alias: write %s: %w", k, err)
+	}
+	return nil
+}
+
+// Resolve returns the external id Alias recorded for the BC record id id.
+func (r *RecordLocks) Resolve(ctx context.Context, subscription string, typ messages.Type, id string) (string, bool, error) {
+	k, err := recordKey(aliasKeyPrefix, subscription, typ, strings.ToLower(id))
+	if err != nil {
+		return "", false, fmt.Errorf("worker: record alias: %w", err)
+	}
+	e, err := r.kv.Get(ctx, k)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("worker: record alias: read %s: %w", k, err)
+	}
+	return string(e.Value()), true, nil
 }

@@ -54,18 +54,18 @@ func (s *Syncer) upsert(ctx context.Context, job *messages.Job) error {
 	switch job.Type {
 	case messages.TypeLocation:
 		return upsert(ctx, s, job, s.BC.GetLocation, locationKeyMatches, mapping.Location, mapping.LocationExternalID,
-			func(r bcclient.Location) time.Time { return r.LastModifiedDateTime })
+			func(r bcclient.Location) (string, time.Time) { return r.ID, r.LastModifiedDateTime })
 	case messages.TypeShippingMethod:
 		return upsert(ctx, s, job, s.BC.GetShipmentMethod, shipmentMethodKeyMatches, mapping.ShippingMethod, mapping.ShippingMethodExternalID,
-			func(r bcclient.ShipmentMethod) time.Time { return r.LastModifiedDateTime })
+			func(r bcclient.ShipmentMethod) (string, time.Time) { return r.ID, r.LastModifiedDateTime })
 	case messages.TypeCustomerCategory:
-		// Price groups carry no modification time: the record lock alone
-		// orders their reads and writes.
+		// Price groups carry no id nor modification time: the record lock
+		// alone orders their reads and writes.
 		return upsert(ctx, s, job, s.BC.GetCustomerPriceGroup, priceGroupKeyMatches, mapping.CustomerCategory, mapping.CustomerCategoryExternalID,
-			func(bcclient.CustomerPriceGroup) time.Time { return time.Time{} })
+			func(bcclient.CustomerPriceGroup) (string, time.Time) { return "", time.Time{} })
 	case messages.TypeCustomer:
 		return upsert(ctx, s, job, s.BC.GetCustomer, customerKeyMatches, mapping.Customer, mapping.CustomerExternalID,
-			func(r bcclient.Customer) time.Time { return r.LastModifiedDateTime })
+			func(r bcclient.Customer) (string, time.Time) { return r.ID, r.LastModifiedDateTime })
 	}
 	return Permanent(fmt.Errorf("type %q is not synced by this worker version", job.Type))
 }
@@ -79,7 +79,7 @@ func upsert[B any, R ipaasclient.Record](
 	keyMatches func(B, string) bool,
 	mapf func(B) (R, error),
 	externalID func(B) string,
-	modified func(B) time.Time,
+	meta func(B) (id string, modified time.Time),
 ) error {
 	var rec B
 	if len(job.Data) > 0 {
@@ -98,7 +98,8 @@ func upsert[B any, R ipaasclient.Record](
 	}
 	// Versions are keyed by the external id, the same whether the job
 	// named the record by its GUID or its code.
-	ext, mod := externalID(rec), modified(rec)
+	ext := externalID(rec)
+	id, mod := meta(rec)
 	if s.Versions != nil {
 		stale, err := s.Versions.Stale(ctx, s.Subscription, job.Type, ext, mod)
 		if err != nil {
@@ -117,8 +118,11 @@ func upsert[B any, R ipaasclient.Record](
 		return err
 	}
 	if s.Versions != nil {
-		// If this fails, the job is retried and rewrites the same state.
-		return s.Versions.Written(ctx, s.Subscription, job.Type, ext, mod)
+		// If these fail, the job is retried and rewrites the same state.
+		if err := s.Versions.Written(ctx, s.Subscription, job.Type, ext, mod); err != nil {
+			return err
+		}
+		return s.Versions.Alias(ctx, s.Subscription, job.Type, id, ext)
 	}
 	return nil
 }
@@ -145,12 +149,28 @@ func (s *Syncer) delete(ctx context.Context, job *messages.Job) error {
 	default:
 		return Permanent(fmt.Errorf("type %q is not synced by this worker version", job.Type))
 	}
-	if messages.IsGUID(job.Key) {
+	key := job.Key
+	if messages.IsGUID(key) {
 		// iPaaS.com links BC records by code or number, and a deleted BC
-		// record can no longer be read to find it.
-		return Permanent(errors.New("a delete job must be keyed by the BC code or number, not the GUID"))
+		// record can no longer be read: the code is the one recorded when
+		// the record was synced.
+		if s.Versions == nil {
+			return Permanent(errors.New("a delete job keyed by a GUID needs the record aliases (bcsync_records)"))
+		}
+		ext, ok, err := s.Versions.Resolve(ctx, s.Subscription, job.Type, key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			zerolog.Ctx(ctx).Info().Msg("delete of a record bcsync never synced: nothing to deactivate")
+			return nil
+		}
+		key = ext
 	}
-	_, err := s.IPaaS.Deactivate(ctx, kind, job.Key)
+	found, err := s.IPaaS.Deactivate(ctx, kind, key)
+	if err == nil && !found {
+		zerolog.Ctx(ctx).Info().Msg("delete of a record not linked at iPaaS.com: nothing to deactivate")
+	}
 	return err
 }
 
