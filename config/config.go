@@ -30,6 +30,8 @@ const (
 type Config struct {
 	NATS NATS `yaml:"nats" json:"nats"`
 	Log  Log  `yaml:"log" json:"log"`
+	// Webhook configures the receiver of `bcsync webhook`.
+	Webhook WebhookServer `yaml:"webhook" json:"webhook"`
 	// Subscriptions holds at least one subscription; names are unique.
 	Subscriptions []Subscription `yaml:"subscriptions" json:"subscriptions"`
 }
@@ -119,6 +121,11 @@ type Subscription struct {
 	IPaaS IPaaS `yaml:"ipaas" json:"ipaas"`
 	// Worker tunes how this subscription's jobs are consumed.
 	Worker Worker `yaml:"worker" json:"worker"`
+	// Webhook says whether and how BC notifies bcsync of changes.
+	Webhook Webhook `yaml:"webhook" json:"webhook"`
+	// Poll asks BC, at an interval, for the records changed since the last
+	// time: for the resources without webhooks, and as a safety net.
+	Poll Poll `yaml:"poll" json:"poll"`
 
 	// ClientSecret is the resolved client secret. Never serialized or
 	// printed; call Reveal for the value.
@@ -177,6 +184,65 @@ type Worker struct {
 	BackoffInitial time.Duration `yaml:"backoff_initial" json:"backoff_initial" default:"1s"`
 	// BackoffMax caps the redelivery delay. Default 5m, >= BackoffInitial.
 	BackoffMax time.Duration `yaml:"backoff_max" json:"backoff_max" default:"5m"`
+}
+
+// Poll configures the poller of one subscription: one worker of the fleet
+// publishes a delta job per type each Interval.
+type Poll struct {
+	// Interval between two polls, fleet-wide. Default 5m; 0s turns polling
+	// off; else >= 10s.
+	Interval time.Duration `yaml:"interval" json:"interval" default:"5m"`
+	// Types polled: location, shipping_method, customer, customer_category.
+	// Default [location], which BC sends no webhooks for.
+	Types []string `yaml:"types" json:"types"`
+}
+
+// PollTypes are the types a poll (a delta job) can copy.
+var PollTypes = []string{"location", "shipping_method", "customer", "customer_category"}
+
+// WebhookServer configures the HTTP server of `bcsync webhook`, which
+// receives the webhook notifications of every subscription at
+// /webhook/<name>.
+type WebhookServer struct {
+	// Listen is the address the receiver listens on, host:port. Default
+	// ":8080".
+	Listen string `yaml:"listen" json:"listen" default:":8080"`
+	// MaxBodyBytes caps the body of one notification; a larger one is
+	// refused. Default 1048576 (1 MiB), 1 KiB..64 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes" default:"1048576"`
+}
+
+// Webhook is one subscription's BC webhook settings: which entity sets BC
+// notifies changes of, where it posts them, and the clientState secret
+// that proves a notification comes from BC.
+type Webhook struct {
+	// Enabled turns the webhook subscriptions on. Default false.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Resources are the BC entity sets to subscribe to, among those BC
+	// sends webhooks for and bcsync syncs (see WebhookType). Default
+	// [customers, shipmentMethods]. Locations are not webhook-enabled in
+	// BC: they are polled.
+	Resources []string `yaml:"resources" json:"resources"`
+	// ClientStateEnv names the environment variable holding the
+	// clientState, 16 to 2048 characters. Default
+	// BCSYNC_<NAME>_WEBHOOK_CLIENT_STATE unless ClientStateFile is set.
+	// Setting both is an error. Read only when Enabled.
+	ClientStateEnv string `yaml:"client_state_env" json:"client_state_env"`
+	// ClientStateFile is a file holding the clientState; one trailing
+	// newline is trimmed.
+	ClientStateFile string `yaml:"client_state_file" json:"client_state_file"`
+	// NotificationURL is the public URL BC posts notifications to, which
+	// must reach `bcsync webhook` at /webhook/<name>, e.g.
+	// https://bcsync.example.com/webhook/contoso. Absolute http(s).
+	// Required when Enabled.
+	NotificationURL string `yaml:"notification_url" json:"notification_url"`
+	// RenewBefore is how long before its expiry (BC's subscriptions live
+	// 3 days) a subscription is renewed. Default 24h, 2h..71h.
+	RenewBefore time.Duration `yaml:"renew_before" json:"renew_before" default:"24h"`
+
+	// ClientState is the resolved clientState, when Enabled. Never
+	// serialized or printed; call Reveal for the value.
+	ClientState Secret `yaml:"-" json:"-"`
 }
 
 // Subscription returns the subscription called name.

@@ -19,8 +19,9 @@ func TestDefaults(t *testing.T) {
 	t.Parallel()
 	cfg := mustParse(t, minimalYAML, baseEnv())
 	want := Config{
-		NATS: NATS{DataDir: "./data", DuplicateWindow: 2 * time.Minute},
-		Log:  Log{Level: "info", Format: "json"},
+		NATS:    NATS{DataDir: "./data", DuplicateWindow: 2 * time.Minute},
+		Log:     Log{Level: "info", Format: "json"},
+		Webhook: WebhookServer{Listen: ":8080", MaxBodyBytes: 1 << 20},
 		Subscriptions: []Subscription{{
 			Name:              "contoso",
 			Version:           "v2.0",
@@ -44,6 +45,9 @@ func TestDefaults(t *testing.T) {
 			},
 			Worker: Worker{Concurrency: 8, MaxDeliver: 10, AckWait: 60 * time.Second, MaxAckPending: 1000,
 				BackoffInitial: time.Second, BackoffMax: 5 * time.Minute},
+			Webhook: Webhook{Resources: []string{"customers", "shipmentMethods"},
+				ClientStateEnv: "BCSYNC_CONTOSO_WEBHOOK_CLIENT_STATE", RenewBefore: 24 * time.Hour},
+			Poll: Poll{Interval: 5 * time.Minute, Types: []string{"location"}},
 		}},
 	}
 	got := *cfg
@@ -71,6 +75,7 @@ func TestExample(t *testing.T) {
 	env := baseEnv()
 	env["BCSYNC_FABRIKAM_EU_CLIENT_SECRET_FILE"] = secretFile
 	env["BCSYNC_FABRIKAM_EU_IPAAS_API_KEY"] = testAPIKey
+	env["BCSYNC_FABRIKAM_EU_WEBHOOK_CLIENT_STATE"] = testClientState
 	cfg := mustParse(t, ExampleYAML(), env)
 	if got := cfg.Names(); !reflect.DeepEqual(got, []string{"contoso", "fabrikam-eu"}) {
 		t.Fatalf("names %v", got)
@@ -83,7 +88,7 @@ func TestExample(t *testing.T) {
 	if !reflect.DeepEqual(ex, def) {
 		t.Errorf("the example's values differ from the defaults:\nexample  %+v\ndefaults %+v", ex, def)
 	}
-	if !reflect.DeepEqual(cfg.NATS, min.NATS) || !reflect.DeepEqual(cfg.Log, min.Log) {
+	if !reflect.DeepEqual(cfg.NATS, min.NATS) || !reflect.DeepEqual(cfg.Log, min.Log) || !reflect.DeepEqual(cfg.Webhook, min.Webhook) {
 		t.Errorf("the example's global values differ from the defaults")
 	}
 	fab, _ := cfg.Subscription("fabrikam-eu")
@@ -92,6 +97,10 @@ func TestExample(t *testing.T) {
 	}
 	if fab.TenantID != "fabrikam.onmicrosoft.com" || fab.IPaaS.SystemID != 456 || fab.PageSize != 1000 {
 		t.Errorf("fabrikam: %+v", fab)
+	}
+	if w := fab.Webhook; !w.Enabled || w.ClientState.Reveal() != testClientState || w.NotificationURL != "https://bcsync.example.com/webhook/fabrikam-eu" ||
+		!reflect.DeepEqual(w.Resources, []string{"customers", "shipmentMethods"}) || w.RenewBefore != 24*time.Hour {
+		t.Errorf("fabrikam webhook: %+v", w)
 	}
 }
 
@@ -436,6 +445,29 @@ func TestEnvPrefix(t *testing.T) {
 	for name, want := range map[string]bool{"contoso": true, "a-b_9": true, "": false, "Contoso": false, "a.b": false, strings.Repeat("x", 33): false} {
 		if ValidName(name) != want {
 			t.Errorf("ValidName(%q) != %v", name, want)
+		}
+	}
+}
+
+func TestPollSettings(t *testing.T) {
+	t.Parallel()
+	base := "subscriptions:\n  - name: contoso\n    company_name: C\n    tenant_id: 6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7\n    client_id: 0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d\n    environment: Production\n    ipaas: {system_id: 1}\n"
+	env := MapEnv(map[string]string{"BCSYNC_CONTOSO_CLIENT_SECRET": "s3cret~value", "BCSYNC_CONTOSO_IPAAS_API_KEY": "k"})
+	cfg, err := Parse([]byte(base+"    poll: {interval: 1m, types: [location, customer]}\n"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.Subscriptions[0].Poll; p.Interval != time.Minute || len(p.Types) != 2 {
+		t.Errorf("poll = %+v", p)
+	}
+	cfg, err = Parse([]byte(base+"    poll: {interval: 0s}\n"), env)
+	if err != nil || cfg.Subscriptions[0].Poll.Interval != 0 {
+		t.Errorf("polling off: %+v, %v", cfg, err)
+	}
+	_, err = Parse([]byte(base+"    poll: {interval: 1s, types: [vendor]}\n"), env)
+	for _, want := range []string{"poll.interval", "poll.types[0]", "10s", "location, shipping_method"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %q", err, want)
 		}
 	}
 }

@@ -501,6 +501,15 @@ func setScalar(v reflect.Value, text string) (problem, fix string) {
 		v.SetInt(int64(dur))
 	case v.Kind() == reflect.String:
 		v.SetString(text)
+	case v.Kind() == reflect.Bool:
+		switch strings.ToLower(text) {
+		case "true", "yes", "on":
+			v.SetBool(true)
+		case "false", "no", "off":
+			v.SetBool(false)
+		default:
+			return "not a boolean", "write true or false"
+		}
 	case v.CanInt():
 		n, err := strconv.ParseInt(text, 10, v.Type().Bits())
 		if err != nil {

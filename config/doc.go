@@ -22,6 +22,7 @@
 //	nats.duplicate_window    BCSYNC_NATS_DUPLICATE_WINDOW
 //	nats.tls.ca_file         BCSYNC_NATS_TLS_CA_FILE (cert_file, key_file alike)
 //	log.level, log.format    BCSYNC_LOG_LEVEL, BCSYNC_LOG_FORMAT
+//	webhook.listen           BCSYNC_WEBHOOK_LISTEN (max_body_bytes alike)
 //
 // and, for a subscription listed in the file whose name is valid, every
 // field but name as BCSYNC_<NAME>_<FIELD>, where <NAME> is the name
@@ -33,6 +34,9 @@
 //	throttling.window        BCSYNC_CONTOSO_THROTTLING_WINDOW
 //	ipaas.system_id          BCSYNC_CONTOSO_IPAAS_SYSTEM_ID
 //	worker.concurrency       BCSYNC_CONTOSO_WORKER_CONCURRENCY
+//	webhook.enabled          BCSYNC_CONTOSO_WEBHOOK_ENABLED
+//
+// Lists (such as webhook.resources) are set in the file only.
 //
 // The environment wins over the file; an empty variable counts as unset.
 // Subscriptions themselves are not created from the environment. Two
@@ -44,7 +48,9 @@
 // A subscription's BC client secret comes from the environment variable
 // named by client_secret_env (default BCSYNC_<NAME>_CLIENT_SECRET) or from
 // client_secret_file (trailing newlines trimmed); its iPaaS.com API key from
-// api_key_env (default BCSYNC_<NAME>_IPAAS_API_KEY) or api_key_file.
+// api_key_env (default BCSYNC_<NAME>_IPAAS_API_KEY) or api_key_file; when
+// its webhook is enabled, its clientState from webhook.client_state_env
+// (default BCSYNC_<NAME>_WEBHOOK_CLIENT_STATE) or webhook.client_state_file.
 // Setting both sources is a problem, as is an unset or empty variable, an
 // unreadable or empty file, or a client secret shaped like a GUID (the
 // secret's ID pasted instead of its value). Relative paths are taken from

@@ -104,6 +104,7 @@ func checkEnvCollisions(st *state, cfg *Config) {
 		envNames("", s.EnvPrefix(), reflect.TypeFor[Subscription](), names)
 		names[s.EnvPrefix()+"CLIENT_SECRET"] = "client_secret_env"
 		names[s.EnvPrefix()+"IPAAS_API_KEY"] = "ipaas.api_key_env"
+		names[s.EnvPrefix()+"WEBHOOK_CLIENT_STATE"] = "webhook.client_state_env"
 		reported := map[int]bool{}
 		for j := range i {
 			o := &cfg.Subscriptions[j]

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -44,6 +45,10 @@ func applyDefaults(st *state, cfg *Config) {
 		p := fmt.Sprintf("subscriptions[%d]", i)
 		defaultThrottling(st, p+".throttling", &s.Throttling, bcThrottling)
 		defaultThrottling(st, p+".ipaas.throttling", &s.IPaaS.Throttling, ipaasThrottling)
+		if !st.isSet(p+".poll.types") && len(s.Poll.Types) == 0 {
+			s.Poll.Types = []string{"location"}
+		}
+		defaultWebhook(&s.Webhook)
 	}
 }
 
@@ -52,7 +57,7 @@ func defaultStruct(st *state, path string, v reflect.Value) {
 		fv := v.Field(f.index)
 		fp := joinPath(path, f.name)
 		switch {
-		case fv.Kind() == reflect.Slice:
+		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct:
 			for i := 0; i < fv.Len(); i++ {
 				defaultStruct(st, fmt.Sprintf("%s[%d]", fp, i), fv.Index(i))
 			}
@@ -88,6 +93,7 @@ func defaultThrottling(st *state, path string, t *Throttling, def Throttling) {
 func validate(st *state, cfg *Config, env func(string) (string, bool)) {
 	validateNATS(st, &cfg.NATS)
 	validateLog(st, &cfg.Log)
+	validateWebhookServer(st, &cfg.Webhook)
 	if len(cfg.Subscriptions) == 0 {
 		st.add("subscriptions", "no subscriptions",
 			"add at least one under `subscriptions:` with name, company_name, tenant_id, client_id, environment and ipaas.system_id (print the example configuration for a template)")
@@ -104,6 +110,7 @@ func validate(st *state, cfg *Config, env func(string) (string, bool)) {
 		}
 		validateSubscription(st, fmt.Sprintf("subscriptions[%d]", i), s, env)
 	}
+	checkNotificationURLsUnique(st, cfg)
 }
 
 func validateNATS(st *state, n *NATS) {
@@ -267,6 +274,8 @@ func validateSubscription(st *state, p string, s *Subscription, env func(string)
 	}
 	checkThrottling(st, p+".ipaas.throttling", s.IPaaS.Throttling, ipaasThrottling)
 	validateWorker(st, p+".worker", &s.Worker)
+	validateWebhook(st, p, s, env)
+	validatePoll(st, p+".poll", &s.Poll)
 
 	if validName(s.Name) {
 		prefix := s.EnvPrefix()
@@ -300,6 +309,18 @@ func sourcePath(prefix, file string) string {
 		return prefix + "_file"
 	}
 	return prefix + "_env"
+}
+
+func validatePoll(st *state, p string, c *Poll) {
+	if c.Interval != 0 && c.Interval < 10*time.Second {
+		st.add(p+".interval", "shorter than 10s", "poll every 10s or more (each poll costs BC requests), or set 0s to turn polling off")
+	}
+	for i, t := range c.Types {
+		if !slices.Contains(PollTypes, t) {
+			st.add(fmt.Sprintf("%s.types[%d]", p, i), fmt.Sprintf("%q cannot be polled", t),
+				"use one of "+strings.Join(PollTypes, ", "))
+		}
+	}
 }
 
 func validateWorker(st *state, p string, w *Worker) {

@@ -103,6 +103,7 @@ func subscriptionYAML(name string, bc *bctest.Server, ip *ipaastest.Server, budg
       ack_wait: 10s
       backoff_initial: 20ms
       backoff_max: 200ms
+    poll: {interval: 0s}
 `, name, bc.CompanyName(), bc.TenantID(), bc.ClientID(), bc.Environment(), bc.URL(), bc.URL(),
 		budget, window, ip.URL(), ip.SystemID(), maxDeliver)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/config"
 	"github.com/bcsync/bcsync/ipaasclient"
+	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/throttle"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -58,6 +59,9 @@ type Options struct {
 	// BreakerStats, when set, receives each subscription's breaker
 	// counters, by subscription name, as the loops are made.
 	BreakerStats map[string]*BreakerStats
+	// Pollers, when set, receives each subscription's poller, by
+	// subscription name.
+	Pollers map[string]*Poller
 
 	shared            *Shared
 	records, progress jetstream.KeyValue
@@ -123,6 +127,18 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer stopNet()
 	log.Info().Int("subscriptions", len(loops)).Msg("worker started")
 	var wg sync.WaitGroup
+	for _, sub := range subs {
+		var types []messages.Type
+		for _, t := range sub.Poll.Types {
+			types = append(types, messages.Type(t))
+		}
+		p := &Poller{JS: opts.Broker.JS, KV: opts.progress, Subscription: sub.Name, Types: types,
+			Interval: sub.Poll.Interval, WorkerID: opts.ID, Log: log.With().Str("subscription", sub.Name).Logger()}
+		if opts.Pollers != nil {
+			opts.Pollers[sub.Name] = p
+		}
+		wg.Go(func() { p.Run(ctx) })
+	}
 	for _, l := range loops {
 		wg.Add(1)
 		go func() {

@@ -40,6 +40,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newDemoCmd(g),
 		newBenchCmd(g),
 		newDLQCmd(g),
+		newInitCmd(g),
 	)
 	return root
 }

@@ -73,6 +73,8 @@ type simConfig struct {
 	Requests    int
 	Window      string
 	Concurrency int
+	// PollInterval is the poller's interval ("0s": off).
+	PollInterval string
 }
 
 var simConfigTmpl = template.Must(template.New("cfg").Parse(`# bcsync configuration for the built-in simulators (bcsync sim).
@@ -101,6 +103,9 @@ subscriptions:
       concurrency: 16
       backoff_initial: 200ms
       backoff_max: 5s
+    # Ask BC for changed records every interval (locations send no
+    # webhooks); off here, as the simulators change nothing by themselves.
+    poll: {interval: {{.PollInterval}}, types: [location]}
 `))
 
 func renderSimConfig(c simConfig) string {
@@ -120,6 +125,7 @@ func newSimConfig(name string, bc *bctest.Server, bcURL string, ip *ipaastest.Se
 		SystemID: ip.SystemID(),
 		// The simulator is not BC: allow more than BC's 6,000 requests per 5 minutes.
 		Requests: 100000, Window: "1m", Concurrency: 5,
+		PollInterval: "0s",
 	}
 }
 

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/bcclient/bctest"
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
+	"github.com/bcsync/bcsync/config"
+	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
+	"github.com/bcsync/bcsync/worker"
+	"github.com/rs/zerolog"
+)
+
+// initEnv is a broker, the simulators and a running worker for "demo".
+type initEnv struct {
+	b  *broker.Broker
+	bc *bctest.Server
+	ip *ipaastest.Server
+}
+
+func newInitEnv(t *testing.T, opts bctest.Options) *initEnv {
+	t.Helper()
+	bc := bctest.NewServer(opts)
+	t.Cleanup(bc.Close)
+	ip := ipaastest.NewServer(ipaastest.Options{})
+	t.Cleanup(ip.Close)
+	b := brokertest.New(t)
+	sc := newSimConfig("demo", bc, bc.URL(), ip, ip.URL())
+	cfg, err := config.Parse([]byte(renderSimConfig(sc)), config.MapEnv(map[string]string{sc.SecretEnv: bc.ClientSecret(), sc.KeyEnv: ip.APIKey()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := broker.Connect(context.Background(), broker.Options{URL: b.ClientURL(), Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = worker.Run(ctx, cfg, worker.Options{Broker: wb, ID: "w1", Grace: time.Second, PollWait: 200 * time.Millisecond, Log: zerolog.Nop()})
+	}()
+	t.Cleanup(func() { cancel(); <-done; wb.Close() })
+	return &initEnv{b: b, bc: bc, ip: ip}
+}
+
+func TestInitAllCopiesEveryTypeParentsFirst(t *testing.T) {
+	t.Parallel()
+	e := newInitEnv(t, bctest.Options{Locations: 25, ShipmentMethods: 8, PriceGroups: 5, Customers: 3, Budget: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code, out, errOut := runCmd(t, ctx, "", "init", "all", "--subscription", "demo", "--nats-url", e.b.ClientURL(), "--progress=false")
+	if code != 0 {
+		t.Fatalf("init all exited %d\n%s\n%s", code, out, errOut)
+	}
+	for table, want := range map[string]int{"customer category": 5, "location": 25, "shipping method": 8, "customer": 0} {
+		if got := e.ip.Count(table); got != want {
+			t.Errorf("%d %s records at iPaaS.com, want %d", got, table, want)
+		}
+	}
+	// Parents first, each done before the next starts.
+	cat, loc, ship := strings.Index(out, "initialize customer_category: 1 pages read, 5 jobs enqueued, 0 dead-lettered"),
+		strings.Index(out, "initialize location: 1 pages read, 25 jobs enqueued"), strings.Index(out, "initialize shipping_method: 1 pages read, 8 jobs enqueued")
+	if cat < 0 || loc < cat || ship < loc {
+		t.Errorf("init all did not report the three types in order:\n%s", out)
+	}
+}
+
+func TestInitExitsNonZeroWhenARecordDeadLetters(t *testing.T) {
+	t.Parallel()
+	e := newInitEnv(t, bctest.Options{Customers: 12, Budget: -1})
+	bad := e.bc.CustomerNumbers()[4]
+	e.bc.Update(bctest.SetCustomers, bad, func(f map[string]any) { f["displayName"] = "" }) // cannot be mapped
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code, out, errOut := runCmd(t, ctx, "", "init", "customer", "--subscription", "demo", "--nats-url", e.b.ClientURL(), "--progress=false")
+	if code == 0 {
+		t.Fatalf("init exited 0 although a customer was dead-lettered\n%s", out)
+	}
+	if !strings.Contains(out, "12 jobs enqueued, 1 dead-lettered") || !strings.Contains(errOut, "1 jobs dead-lettered: see bcsync dlq list --subscription demo") {
+		t.Errorf("the failure is not reported:\nstdout:\n%s\nstderr:\n%s", out, errOut)
+	}
+	if got := e.ip.Count("customer"); got != 11 {
+		t.Errorf("%d customers at iPaaS.com, want 11", got)
+	}
+}
+
+func TestInitArguments(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	if code, out, _ := runCmd(t, ctx, "", "init", "location", "--subscription", "demo", "--nats-url", b.ClientURL(), "--no-wait"); code != 0 || !strings.Contains(out, "initialize location: job ") {
+		t.Errorf("--no-wait: exit %d, %q", code, out)
+	}
+	for _, args := range [][]string{
+		{"init", "vendor", "--subscription", "demo"},
+		{"init", "location", "--subscription", "Demo!"},
+		{"init", "location"},
+		{"init"},
+	} {
+		if code, _, errOut := runCmd(t, ctx, "", append(args, "--nats-url", b.ClientURL())...); code == 0 || errOut == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}
