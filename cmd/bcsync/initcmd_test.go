@@ -107,3 +107,21 @@ func TestInitArguments(t *testing.T) {
 		}
 	}
 }
+
+// bench init, small: the first worker stopped half way, the successor
+// resumes at the checkpoint, every location arrives once.
+func TestBenchInitResumesAfterTheKill(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code, out, errOut := runCmd(t, ctx, "", "bench", "init", "--locations", "300", "--page-size", "10", "--kill-after", "10")
+	if code != 0 {
+		t.Fatalf("bench init exited %d\n%s\n%s", code, out, errOut)
+	}
+	t.Log(out)
+	for _, want := range []string{"(30 pages)", "stopped without grace after 1", "300 records, 300 links", "30 pages, 300 jobs enqueued, done=true"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
