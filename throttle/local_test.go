@@ -79,10 +79,13 @@ func TestLocalRateAndCancel(t *testing.T) {
 // No sliding window ever holds more than the budget, and the budget is used.
 func TestLocalSlidingWindow(t *testing.T) {
 	t.Parallel()
-	const budget, window, run = 10, 200 * time.Millisecond, time.Second
+	const budget, window, run = 10, time.Second, 3 * time.Second
 	l := throttle.NewLocal(budget, window, 0)
 	grants := hammer(run, 8, l)
-	checkWindow(t, grants, budget, window-15*time.Millisecond)
+	// Grant times are taken after Acquire returned: a goroutine delayed
+	// there (the race detector on a loaded CI machine: up to ~60 ms seen)
+	// shortens the measured gap, so 10% of the window is allowed for it.
+	checkWindow(t, grants, budget, window-window/10)
 	if want := int(0.9 * budget * float64(run/window)); len(grants) < want {
 		t.Errorf("%d grants in %v, want at least %d", len(grants), run, want)
 	}

@@ -68,6 +68,8 @@ type LoopConfig struct {
 	// a dependency is down or refuses the credentials, and tells Decide
 	// whether a transient failure is the job's fault.
 	Breaker *Breaker
+	// Metrics, when set, counts outcomes and durations by type.
+	Metrics *Metrics
 	// Locks, when set, serializes the jobs of one record across the fleet:
 	// a job waits for its record's lock (renewed with the heartbeat) before
 	// its handler runs, and releases it once settled.
@@ -271,6 +273,7 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 	}
 	attempt := int(md.NumDelivered)
 	log = log.With().Int("attempt", attempt).Uint64("stream_seq", md.Sequence.Stream).Logger()
+	delivered := time.Now()
 	l.forgetReplayedLetter(ctx, msg, log)
 
 	job, err := messages.Decode(msg.Data())
@@ -278,7 +281,7 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		err = job.CheckSubject(msg.Subject())
 	}
 	if err != nil {
-		l.settle(ctx, msg, md, nil, Permanent(err), log)
+		l.settle(ctx, msg, md, nil, Permanent(err), delivered, log)
 		return
 	}
 	log = log.With().Str("job_id", job.ID).Str("type", string(job.Type)).Str("op", string(job.Op)).Str("key", job.Key).Logger()
@@ -307,13 +310,14 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		// Cancelled at the end of the grace period: not the job's fault.
 		_ = msg.Nak()
 		l.cfg.Stats.Returned.Add(1)
+		l.cfg.Metrics.job(l.cfg.Subscription, job.Type, "returned", 0)
 		log.Info().Msg("job returned to the queue on shutdown")
 		return
 	}
 	if err == nil {
 		log.Debug().Dur("took", time.Since(start)).Msg("job done")
 	}
-	l.settle(ctx, msg, md, job, err, log)
+	l.settle(ctx, msg, md, job, err, delivered, log)
 }
 
 // forgetReplayedLetter deletes the dead letter a replayed job came from, if
@@ -379,7 +383,14 @@ func (l *Loop) heartbeat(msg jetstream.Msg, lock func() *RecordLock, log zerolog
 
 // settle acknowledges, retries, holds, requeues or dead-letters a job
 // according to err (see Decide).
-func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, job *messages.Job, err error, log zerolog.Logger) {
+func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, job *messages.Job, err error, delivered time.Time, log zerolog.Logger) {
+	typ := messages.Type("unknown")
+	if job != nil {
+		typ = job.Type
+	} else if p, perr := messages.ParseSubject(msg.Subject()); perr == nil && p.Type.Valid() {
+		typ = p.Type
+	}
+	count := func(outcome string) { l.cfg.Metrics.job(l.cfg.Subscription, typ, outcome, time.Since(delivered)) }
 	attempt := int(md.NumDelivered)
 	class := Classify(err)
 	redactor := l.redactor.Load()
@@ -402,6 +413,7 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 			return
 		}
 		l.cfg.Stats.Acked.Add(1)
+		count("acked")
 	case ActionRetry:
 		ra, _ := RetryAfter(err)
 		delay := l.cfg.Backoff.Delay(attempt, ra)
@@ -409,6 +421,7 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 			Dur("retry_in", delay).Msg("job failed; will retry")
 		l.nak(msg, delay, log)
 		l.cfg.Stats.Retried.Add(1)
+		count("retried")
 	case ActionHold:
 		// Not the job's fault: the breaker logs the outage once, so each
 		// held job is only a debug line.
@@ -418,6 +431,7 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 			Dur("retry_in", delay).Msg("job held: a dependency is down or throttling")
 		l.nak(msg, delay, log)
 		l.cfg.Stats.Held.Add(1)
+		count("held")
 	case ActionRequeue:
 		if qerr := l.requeue(ctx, msg, md); qerr != nil {
 			// Not copied: the delivery stays unsettled. If it was the last,
@@ -431,6 +445,7 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 			log.Warn().Err(terr).Msg("term after requeueing failed; the job may run twice (idempotently)")
 		}
 		l.cfg.Stats.Requeued.Add(1)
+		count("requeued")
 	case ActionDeadLetter:
 		if class != ClassPermanent && class != ClassNotFound {
 			reason = fmt.Sprintf("gave up after %d attempts: %s", attempt, reason)
@@ -447,6 +462,7 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 			log.Warn().Err(terr).Msg("term after dead-lettering failed; a duplicate dead letter is deduplicated")
 		}
 		l.cfg.Stats.DeadLettered.Add(1)
+		count("dead_lettered")
 	}
 }
 

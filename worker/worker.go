@@ -62,6 +62,8 @@ type Options struct {
 	// Pollers, when set, receives each subscription's poller, by
 	// subscription name.
 	Pollers map[string]*Poller
+	// Metrics, when set, receives the worker's Prometheus metrics.
+	Metrics *Metrics
 
 	shared            *Shared
 	records, progress jetstream.KeyValue
@@ -101,6 +103,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		defer sh.Close()
 		opts.shared = sh
+		opts.Metrics.shared(sh)
 		defer func() {
 			st := sh.Stats()
 			log.Info().Int64("token_fetches", st.TokenFetches).Int64("permits_granted", st.Granted).
@@ -234,6 +237,7 @@ func Clients(ctx context.Context, sub *config.Subscription, base *http.Client, s
 }
 
 func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Options, log zerolog.Logger) (*Loop, error) {
+	opts.HTTPClient = opts.Metrics.httpClient(opts.HTTPClient, sub)
 	bc, ip, err := Clients(context.WithoutCancel(ctx), sub, opts.HTTPClient, opts.shared)
 	if err != nil {
 		return nil, err
@@ -269,6 +273,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 	if err != nil {
 		return nil, err
 	}
+	opts.Metrics.subscription(opts.Broker.JS, sub.Name, breaker)
 	loop, err = NewLoop(LoopConfig{
 		Subscription: sub.Name,
 		Consumer:     cons,
@@ -286,6 +291,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		Stats:       opts.Stats,
 		Breaker:     breaker,
 		Locks:       records,
+		Metrics:     opts.Metrics,
 	})
 	return loop, err
 }

@@ -106,7 +106,7 @@ func TestWorkerBinarySIGTERMDrainsAndExitsZero(t *testing.T) {
 		}
 	}
 
-	cmd := exec.Command(bin, "worker", "--config", cfgPath, "--grace", "20s", "--log-format", "json", "--log-level", "debug")
+	cmd := exec.Command(bin, "worker", "--config", cfgPath, "--grace", "20s", "--log-format", "json", "--log-level", "debug", "--admin-listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), sc.SecretEnv+"="+bc.ClientSecret(), sc.KeyEnv+"="+ip.APIKey())
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr

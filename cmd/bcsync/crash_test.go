@@ -77,7 +77,7 @@ func TestKill9OneOfTwoWorkersLosesNothing(t *testing.T) {
 	start := time.Now()
 	startWorker := func(id string) *proc {
 		return startProc(t, "worker "+id, env, secrets, "worker", "--config", cfgPath, "--id", id,
-			"--grace", "20s", "--log-format", "json", "--log-level", "info")
+			"--grace", "20s", "--log-format", "json", "--log-level", "info", "--admin-listen", "127.0.0.1:0")
 	}
 	w1, w2 := startWorker("w1"), startWorker("w2")
 

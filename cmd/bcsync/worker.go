@@ -1,11 +1,21 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/config"
+	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
 
@@ -15,6 +25,7 @@ func newWorkerCmd(g *globalFlags) *cobra.Command {
 		grace  time.Duration
 		listen string
 		id     string
+		admin  string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -48,7 +59,18 @@ On SIGTERM or Ctrl-C it stops pulling, lets in-flight jobs finish within
 				return err
 			}
 			defer b.Close()
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			metrics := worker.NewMetrics(reg)
+			if admin != "" {
+				stop, err := serveAdmin(cmd.Context(), admin, reg, b, log)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			return worker.Run(cmd.Context(), cfg, worker.Options{
+				Metrics:       metrics,
 				Broker:        b,
 				Subscriptions: subs,
 				ID:            id,
@@ -65,5 +87,41 @@ On SIGTERM or Ctrl-C it stops pulling, lets in-flight jobs finish within
 	f.DurationVar(&grace, "grace", 25*time.Second, "how long in-flight jobs may finish after SIGTERM")
 	f.StringVar(&listen, "embedded-listen", "127.0.0.1:4222", "address of the embedded NATS server (used only without a NATS URL)")
 	f.StringVar(&id, "id", "", "worker id in logs and dead letters (default hostname-pid)")
+	f.StringVar(&admin, "admin-listen", ":9090", "address of /metrics (Prometheus), /healthz and /readyz; empty: none")
 	return cmd
+}
+
+// serveAdmin serves /metrics, /healthz (the process runs) and /readyz (NATS
+// is connected and the job streams answer) on addr until stop.
+func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, b *broker.Broker, log zerolog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if !b.NC.IsConnected() {
+			http.Error(w, "not ready: NATS is not connected", http.StatusServiceUnavailable)
+			return
+		}
+		for _, name := range []string{messages.StreamJobs, messages.StreamDLQ} {
+			if _, err := b.JS.Stream(rctx, name); err != nil {
+				http.Error(w, "not ready: stream "+name+": "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Msg("admin endpoints: /metrics, /healthz, /readyz")
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}, nil
 }

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/bcclient/bctest"
+	"github.com/bcsync/bcsync/broker/brokertest"
+	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
+	"github.com/bcsync/bcsync/messages"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+func httpGet(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// The real worker serves /healthz, /readyz and Prometheus /metrics on its
+// admin port: jobs by outcome, requests by service and status, the
+// consumer's backlog and the pause state, and no secret.
+func TestWorkerBinaryServesMetricsAndProbes(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	bc := bctest.NewServer(bctest.Options{Locations: 5})
+	defer bc.Close()
+	ip := ipaastest.NewServer(ipaastest.Options{})
+	defer ip.Close()
+	b := brokertest.New(t)
+	sc := newSimConfig("demo", bc, bc.URL(), ip, ip.URL())
+	sc.NATSURL = b.NC.ConnectedUrl()
+	cfgPath := filepath.Join(t.TempDir(), "bcsync.yaml")
+	if err := os.WriteFile(cfgPath, []byte(renderSimConfig(sc)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin := freeAddr(t)
+	cmd := exec.Command(bin, "worker", "--config", cfgPath, "--admin-listen", admin)
+	cmd.Env = append(os.Environ(), sc.SecretEnv+"="+bc.ClientSecret(), sc.KeyEnv+"="+ip.APIKey())
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for _, k := range bc.LocationCodes() {
+		if _, _, err := messages.Publish(context.Background(), b.JS, messages.Job{Subscription: "demo", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, 30*time.Second, "the locations synced", func() bool { return ip.Count("location") == 5 })
+	waitUntil(t, 10*time.Second, "the worker ready", func() bool { code, _ := httpGet("http://" + admin + "/readyz"); return code == 200 })
+	if code, body := httpGet("http://" + admin + "/healthz"); code != 200 {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	var metrics string
+	waitUntil(t, 10*time.Second, "5 acked jobs in /metrics", func() bool {
+		_, metrics = httpGet("http://" + admin + "/metrics")
+		return strings.Contains(metrics, `bcsync_jobs_total{outcome="acked",subscription="demo",type="location"} 5`)
+	})
+	for _, want := range []string{
+		`bcsync_http_requests_total{service="bc",status="200",subscription="demo"}`,
+		`bcsync_http_requests_total{service="entra",status="200",subscription="demo"} 1`,
+		`bcsync_http_requests_total{service="ipaas",status="`,
+		`bcsync_job_duration_seconds_bucket{subscription="demo",type="location",le="`,
+		`bcsync_consumer_pending_jobs{subscription="demo"} 0`,
+		`bcsync_subscription_paused{subscription="demo"} 0`,
+		`bcsync_token_fetches_total 1`,
+		`bcsync_throttle_permits_total`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, secret := range []string{bc.ClientSecret(), ip.APIKey()} {
+		if strings.Contains(metrics, secret) {
+			t.Error("a secret is in /metrics")
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("worker exited with %v\n%s", err, stderr.String())
+	}
+}
+
+// /readyz answers 503 when NATS is gone.
+func TestReadyzWithoutNATS(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := freeAddr(t)
+	stop, err := serveAdmin(ctx, addr, prometheus.NewRegistry(), b, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if code, body := httpGet("http://" + addr + "/readyz"); code != 200 {
+		t.Fatalf("/readyz with NATS: %d %s", code, body)
+	}
+	b.NC.Close()
+	if code, body := httpGet("http://" + addr + "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "NATS") {
+		t.Errorf("/readyz without NATS: %d %s", code, body)
+	}
+	if code, _ := httpGet("http://" + addr + "/healthz"); code != 200 {
+		t.Errorf("/healthz without NATS: %d", code)
+	}
+}
