@@ -52,6 +52,9 @@ type NATS struct {
 	// DuplicateWindow is the JetStream dedupe window of BCSYNC_JOBS.
 	// Default 2m.
 	DuplicateWindow time.Duration `yaml:"duplicate_window" json:"duplicate_window" default:"2m"`
+	// Replicas of the streams and KV buckets bcsync creates: 1 on a single
+	// server, 3 on a 3-node cluster (survives one node lost). Default 1.
+	Replicas int `yaml:"replicas" json:"replicas" env:"BCSYNC_NATS_REPLICAS" default:"1"`
 }
 
 // TLS names the files of a TLS connection. CertFile and KeyFile go together.

@@ -19,7 +19,7 @@ func TestDefaults(t *testing.T) {
 	t.Parallel()
 	cfg := mustParse(t, minimalYAML, baseEnv())
 	want := Config{
-		NATS:    NATS{DataDir: "./data", DuplicateWindow: 2 * time.Minute},
+		NATS:    NATS{DataDir: "./data", DuplicateWindow: 2 * time.Minute, Replicas: 1},
 		Log:     Log{Level: "info", Format: "json"},
 		Webhook: WebhookServer{Listen: ":8080", MaxBodyBytes: 1 << 20},
 		Subscriptions: []Subscription{{

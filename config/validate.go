@@ -114,6 +114,9 @@ func validate(st *state, cfg *Config, env func(string) (string, bool)) {
 }
 
 func validateNATS(st *state, n *NATS) {
+	if n.Replicas != 1 && n.Replicas != 3 && n.Replicas != 5 {
+		st.add("nats.replicas", fmt.Sprintf("%d replicas", n.Replicas), "use 1 (one server), 3 (a 3-node cluster) or 5")
+	}
 	if n.URL != "" {
 		if problem, fix := checkNATSURL(n.URL); problem != "" {
 			st.add("nats.url", problem, fix)

@@ -84,20 +84,20 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		opts.Stats = &Stats{}
 	}
 	log := opts.Log.With().Str("component", "worker").Str("worker_id", opts.ID).Logger()
-	if err := broker.EnsureStreams(ctx, opts.Broker.JS, broker.StreamOptions{DuplicateWindow: cfg.NATS.DuplicateWindow}); err != nil {
+	if err := broker.EnsureStreams(ctx, opts.Broker.JS, broker.StreamOptions{DuplicateWindow: cfg.NATS.DuplicateWindow, Replicas: cfg.NATS.Replicas}); err != nil {
 		return err
 	}
 	subs, err := selectSubscriptions(cfg, opts.Subscriptions)
 	if err != nil {
 		return err
 	}
-	kvs, err := broker.EnsureKV(ctx, opts.Broker.JS, broker.KVOptions{})
+	kvs, err := broker.EnsureKV(ctx, opts.Broker.JS, broker.KVOptions{Replicas: cfg.NATS.Replicas})
 	if err != nil {
 		return err
 	}
 	opts.records, opts.progress = kvs[broker.BucketRecords], kvs[broker.BucketProgress]
 	if !opts.Local {
-		sh, err := NewShared(ctx, opts.Broker.JS, 0, log)
+		sh, err := NewShared(ctx, opts.Broker.JS, cfg.NATS.Replicas, log)
 		if err != nil {
 			return err
 		}
