@@ -41,6 +41,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newBenchCmd(g),
 		newDLQCmd(g),
 		newInitCmd(g),
+		newWebhookCmd(g),
 	)
 	return root
 }
