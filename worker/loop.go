@@ -70,6 +70,9 @@ type LoopConfig struct {
 	Breaker *Breaker
 	// Metrics, when set, counts outcomes and durations by type.
 	Metrics *Metrics
+	// Observe, when set, is called with each settled job (nil for one too
+	// broken to decode) and its outcome, e.g. to measure latencies.
+	Observe func(job *messages.Job, outcome string)
 	// Locks, when set, serializes the jobs of one record across the fleet:
 	// a job waits for its record's lock (renewed with the heartbeat) before
 	// its handler runs, and releases it once settled.
@@ -390,7 +393,12 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 	} else if p, perr := messages.ParseSubject(msg.Subject()); perr == nil && p.Type.Valid() {
 		typ = p.Type
 	}
-	count := func(outcome string) { l.cfg.Metrics.job(l.cfg.Subscription, typ, outcome, time.Since(delivered)) }
+	count := func(outcome string) {
+		l.cfg.Metrics.job(l.cfg.Subscription, typ, outcome, time.Since(delivered))
+		if l.cfg.Observe != nil {
+			l.cfg.Observe(job, outcome)
+		}
+	}
 	attempt := int(md.NumDelivered)
 	class := Classify(err)
 	redactor := l.redactor.Load()

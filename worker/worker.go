@@ -64,6 +64,8 @@ type Options struct {
 	Pollers map[string]*Poller
 	// Metrics, when set, receives the worker's Prometheus metrics.
 	Metrics *Metrics
+	// Observe, when set, is called with each settled job and its outcome.
+	Observe func(job *messages.Job, outcome string)
 
 	shared            *Shared
 	records, progress jetstream.KeyValue
@@ -292,6 +294,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		Breaker:     breaker,
 		Locks:       records,
 		Metrics:     opts.Metrics,
+		Observe:     opts.Observe,
 	})
 	return loop, err
 }

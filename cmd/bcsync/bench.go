@@ -25,7 +25,7 @@ func newBenchCmd(g *globalFlags) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure bcsync against the simulators",
 	}
-	cmd.AddCommand(newBenchThrottleCmd(g), newBenchInitCmd())
+	cmd.AddCommand(newBenchThrottleCmd(g), newBenchInitCmd(), newBenchPipelineCmd())
 	return cmd
 }
 

@@ -125,3 +125,19 @@ func TestBenchInitResumesAfterTheKill(t *testing.T) {
 		}
 	}
 }
+
+// bench pipeline, small: both measurements run and report.
+func TestBenchPipelineReports(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code, out, errOut := runCmd(t, ctx, "", "bench", "pipeline", "--jobs", "300", "--e2e-jobs", "50")
+	if code != 0 {
+		t.Fatalf("bench pipeline exited %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"raw JetStream consume+ack", "bcsync consume loop", "% of raw)", "end to end", "p50", "p99", "peak RSS"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
