@@ -202,3 +202,32 @@ func TestEnsureConsumerKeepsAPause(t *testing.T) {
 		t.Errorf("paused=%v until=%v after an update, want paused until %v", info.Paused, info.Config.PauseUntil, until)
 	}
 }
+
+func TestIsConflict(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	kv := brokertest.KV(t, b, broker.BucketThrottle)
+	ctx := context.Background()
+	rev, err := kv.Create(ctx, "k", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, createErr := kv.Create(ctx, "k", []byte("2"))
+	_, updateErr := kv.Update(ctx, "k", []byte("2"), rev+10)
+	for name, err := range map[string]error{
+		"create on an existing key":  createErr,
+		"update on another revision": updateErr,
+		// A clustered server with per-key TTLs answers this one.
+		"wrong last sequence (10164)": &jetstream.APIError{Code: 400, ErrorCode: 10164, Description: "wrong last sequence"},
+		"wrapped":                     fmt.Errorf("take a lease: %w", &jetstream.APIError{Code: 400, ErrorCode: 10071}),
+	} {
+		if !broker.IsConflict(err) {
+			t.Errorf("%s: IsConflict(%v) = false", name, err)
+		}
+	}
+	for _, err := range []error{nil, jetstream.ErrKeyNotFound, &jetstream.APIError{Code: 503, ErrorCode: 10008}} {
+		if broker.IsConflict(err) {
+			t.Errorf("IsConflict(%v) = true", err)
+		}
+	}
+}

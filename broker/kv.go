@@ -77,3 +77,21 @@ func EnsureKV(ctx context.Context, js jetstream.JetStream, o KVOptions) (map[str
 func kvMatches(st jetstream.KeyValueStatus, want jetstream.KeyValueConfig) bool {
 	return st.History() == int64(want.History) && st.LimitMarkerTTL() == want.LimitMarkerTTL
 }
+
+// JetStream API error codes a KV create or update on a changed key answers:
+// nats.go maps the first to jetstream.ErrKeyExists; a clustered server with
+// per-key TTLs answers the second, which it does not map.
+const (
+	errCodeWrongLastSequence         = 10071
+	errCodeWrongLastSequenceConstant = 10164
+)
+
+// IsConflict reports whether err says a KV Create found the key already
+// there, or an Update found another revision: someone else wrote first.
+func IsConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode == errCodeWrongLastSequence || ae.ErrorCode == errCodeWrongLastSequenceConstant)
+}

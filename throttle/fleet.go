@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bcsync/bcsync/broker"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -187,7 +188,7 @@ func (f *Fleet) lease(ctx context.Context) (string, error) {
 			if err == nil {
 				return key, nil
 			}
-			if !errors.Is(err, jetstream.ErrKeyExists) {
+			if !broker.IsConflict(err) {
 				return "", fmt.Errorf("throttle: %s: take a concurrency lease: %w", f.cfg.Name, err)
 			}
 		}
@@ -344,11 +345,7 @@ func (f *Fleet) slotCap() uint32 {
 	return uint32(max(1, (f.cfg.Requests+f.cfg.Slots-1)/f.cfg.Slots))
 }
 
-func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) ||
-		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
-}
+func isConflict(err error) bool { return broker.IsConflict(err) }
 
 // Throttled pauses every worker of this budget for d: the service answered
 // 429 or sent Retry-After. A shorter pause than the current one is ignored.

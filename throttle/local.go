@@ -8,12 +8,14 @@ import (
 )
 
 // Local limits requests from one process: at most Requests in any sliding
-// Window, and at most MaxConcurrency at once. Like Fleet, it counts over the
-// window plus 2%, because the service counts arrivals, which follow the
-// grants by a varying delay.
+// Window, and at most MaxConcurrency at once.
 //
-// It keeps the time of each of the last Requests grants (a sliding log), so
-// that no window ever holds more than the budget. A token bucket (such as
+// It keeps, for each of the last Requests requests, the time it was
+// released (a sliding log), and grants a request only once the one Requests
+// grants before it was released a whole Window ago (plus 2%). The service
+// counts arrivals, which come after the grant and before the release: so
+// however long a request takes to arrive (a loaded machine, a slow
+// network), no window of the service ever holds more than the budget. A token bucket (such as
 // golang.org/x/time/rate) would not do: its burst lets one window hold the
 // burst plus the window's rate, and BC answers that with 429s.
 type Local struct {
@@ -21,7 +23,8 @@ type Local struct {
 	window time.Duration
 
 	mu    sync.Mutex
-	log   []time.Time // ring of the last len(log) grant times
+	log   []time.Time // ring of the last len(log) requests' release times
+	busy  []bool      // requests of the ring not released yet
 	next  int         // oldest entry, overwritten by the next grant
 	stats *Stats
 }
@@ -32,7 +35,7 @@ type Local struct {
 func NewLocal(requests int, window time.Duration, maxConcurrency int) *Local {
 	l := &Local{window: window + window/50, stats: &Stats{}}
 	if requests > 0 && window > 0 {
-		l.log = make([]time.Time, requests)
+		l.log, l.busy = make([]time.Time, requests), make([]bool, requests)
 	}
 	if maxConcurrency > 0 {
 		l.sem = make(chan struct{}, maxConcurrency)
@@ -60,42 +63,58 @@ func (l *Local) Acquire(ctx context.Context) (release func(), err error) {
 			}
 		}
 	}
-	release = func() {
+	freeSlot := func() {
 		if l.sem != nil {
 			<-l.sem
 		}
 	}
-	if err := l.grant(ctx); err != nil {
-		release()
+	i, err := l.grant(ctx)
+	if err != nil {
+		freeSlot()
 		return nil, err
 	}
 	l.stats.Granted.Add(1)
-	return release, nil
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if i >= 0 {
+				l.mu.Lock()
+				l.log[i], l.busy[i] = time.Now(), false
+				l.mu.Unlock()
+			}
+			freeSlot()
+		})
+	}, nil
 }
 
-// grant waits until the oldest of the last Requests grants left the window.
-func (l *Local) grant(ctx context.Context) error {
+// grant waits until the request Requests grants ago was released a window
+// ago, and returns the ring entry of this one (-1 without a rate limit).
+func (l *Local) grant(ctx context.Context) (int, error) {
 	if l.log == nil {
-		return nil
+		return -1, nil
 	}
 	waited := false
 	for {
 		l.mu.Lock()
 		now := time.Now()
-		free := l.log[l.next].Add(l.window)
-		if !now.Before(free) {
-			l.log[l.next] = now
+		wait := time.Millisecond // still running: look again shortly
+		if !l.busy[l.next] {
+			wait = l.log[l.next].Add(l.window).Sub(now)
+		}
+		if wait <= 0 {
+			i := l.next
+			l.log[i], l.busy[i] = now, true
 			l.next = (l.next + 1) % len(l.log)
 			l.mu.Unlock()
-			return nil
+			return i, nil
 		}
 		l.mu.Unlock()
 		if !waited {
 			waited = true
 			l.stats.RateWaits.Add(1)
 		}
-		if err := sleep(ctx, free.Sub(now)); err != nil {
-			return fmt.Errorf("throttle: waiting for the request budget: %w", ctx.Err())
+		if err := sleep(ctx, wait); err != nil {
+			return -1, fmt.Errorf("throttle: waiting for the request budget: %w", ctx.Err())
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bcsync/bcsync/broker"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
@@ -269,7 +270,7 @@ func (s *Source) shared(ctx context.Context) (*oauth2.Token, error) {
 				}
 			}
 			return s.refresh(ctx, cur)
-		case errors.Is(err, jetstream.ErrKeyExists):
+		case broker.IsConflict(err):
 			if cur.valid(now) {
 				// Another worker is refreshing; the current one still works.
 				s.cfg.Stats.Shared.Add(1)

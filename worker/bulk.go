@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bcsync/bcsync/bcclient"
+	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -278,11 +279,8 @@ func (b *Bulk) advance(ctx context.Context, t messages.Type, w time.Time) error 
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			var ae *jetstream.APIError
-			if !errors.As(err, &ae) || ae.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
-				return fmt.Errorf("move the %s watermark: %w", t, err)
-			}
+		if !broker.IsConflict(err) {
+			return fmt.Errorf("move the %s watermark: %w", t, err)
 		}
 	}
 	return fmt.Errorf("move the %s watermark: too many concurrent updates", t)

@@ -2,13 +2,13 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -58,7 +58,7 @@ func (p *Poller) Run(ctx context.Context) {
 // poll takes the lease and, if it got it, publishes the delta jobs.
 func (p *Poller) poll(ctx context.Context, ttl time.Duration) error {
 	_, err := p.KV.Create(ctx, PollLeaseKey(p.Subscription), []byte(p.WorkerID), jetstream.KeyTTL(ttl))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if broker.IsConflict(err) {
 		return nil // another worker polled in this interval
 	}
 	if err != nil {

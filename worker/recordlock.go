@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -129,7 +130,7 @@ func (r *RecordLocks) Lock(ctx context.Context, subscription string, typ message
 		if err == nil {
 			return &RecordLock{locks: r, key: k, value: value, rev: rev}, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !broker.IsConflict(err) {
 			return nil, lockErr(ctx, "take "+k, err)
 		}
 		if w == nil {
@@ -158,7 +159,7 @@ func (r *RecordLocks) Lock(ctx context.Context, subscription string, typ message
 			// renewed locks get here (a fresh one expires by its key TTL).
 			// The revision check frees it only if it is still that one.
 			err := r.kv.Purge(ctx, k, jetstream.LastRevision(seenRev), jetstream.PurgeTTL(r.ttl))
-			if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			if err != nil && !broker.IsConflict(err) {
 				return nil, lockErr(ctx, "free expired "+k, err)
 			}
 			continue
@@ -209,7 +210,7 @@ func (l *RecordLock) Renew(ctx context.Context) error {
 	case err == nil:
 		l.rev = rev
 		return nil
-	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+	case broker.IsConflict(err):
 		l.rev = 0
 		return fmt.Errorf("worker: record lock: renew %s: %w", l.key, ErrLockLost)
 	default:
@@ -230,7 +231,7 @@ func (l *RecordLock) Unlock(ctx context.Context) error {
 	// A purge marker with a TTL, unlike a delete marker, does not stay in
 	// the bucket once the record is no longer worked on.
 	err := l.locks.kv.Purge(ctx, l.key, jetstream.LastRevision(l.rev), jetstream.PurgeTTL(l.locks.ttl))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	if err != nil && !broker.IsConflict(err) {
 		return lockErr(ctx, "unlock "+l.key, err)
 	}
 	l.rev = 0
@@ -291,7 +292,7 @@ func (r *RecordLocks) Written(ctx context.Context, subscription string, typ mess
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			_, err = r.kv.Create(ctx, k, value)
-			if errors.Is(err, jetstream.ErrKeyExists) {
+			if broker.IsConflict(err) {
 				continue
 			}
 		case err != nil:
@@ -300,7 +301,7 @@ func (r *RecordLocks) Written(ctx context.Context, subscription string, typ mess
 				return nil
 			}
 			_, err = r.kv.Update(ctx, k, value, e.Revision())
-			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			if broker.IsConflict(err) {
 				continue
 			}
 		}
