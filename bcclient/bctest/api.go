@@ -193,6 +193,9 @@ func (c *call) serveV2(segs []string) {
 			c.notFound(segs[1])
 			return
 		}
+		if c.denied(SetCompanies) {
+			return
+		}
 		s.counters[SetCompanies].Add(1)
 		rows := make(mapSource, len(s.companies))
 		for i, co := range s.companies {
@@ -211,7 +214,7 @@ func (c *call) serveV2(segs []string) {
 	}
 	ctxPath := "companies(" + co.id + ")"
 	if len(segs) == 1 {
-		if c.query(queryOptions{}) {
+		if c.query(queryOptions{}) && !c.denied(SetCompanies) {
 			s.counters[SetCompanies].Add(1)
 			c.entity(ctxPath, co.json())
 		}
@@ -233,6 +236,9 @@ func (c *call) serveV2(segs []string) {
 	}
 	t := co.tables[set]
 	ctxPath += "/" + set
+	if c.denied(set) {
+		return
+	}
 	if !hasKey {
 		s.counters[set].Add(1)
 		c.collection(listing{set: set, ctxPath: ctxPath, spec: filterSpec{eqField: t.eqField, delta: true}, expand: expandable}, rowSource(t.rows))
@@ -263,6 +269,31 @@ func (c *call) serveV2(segs []string) {
 	c.entity(ctxPath, row)
 }
 
+// tables names the BC table behind each entity set, for the permission
+// error; the price group service reads Customer Price Group.
+var tables = map[string]string{
+	SetCompanies: "Company", SetLocations: "Location", SetShipmentMethods: "Shipment Method",
+	SetCustomers: "Customer", SetItems: "Item", SetSalesOrders: "Sales Header", SetSalesOrderLines: "Sales Line",
+}
+
+// denied answers 403 Authorization_InsufficientPermissions when set was
+// forbidden with SetForbidden.
+func (c *call) denied(set string) bool {
+	c.s.mu.RLock()
+	forbidden := c.s.forbidden[set]
+	c.s.mu.RUnlock()
+	if !forbidden {
+		return false
+	}
+	table, ok := tables[set]
+	if !ok {
+		table = "Customer Price Group"
+	}
+	c.fail(http.StatusForbidden, "Authorization_InsufficientPermissions", fmt.Sprintf(
+		"You do not have the following permissions on TableData %s: Read. To view details about your permissions, see the Effective Permissions page.", table))
+	return true
+}
+
 func (c *call) recordNotFound(set, id string) {
 	c.fail(http.StatusNotFound, "Internal_RecordNotFound", fmt.Sprintf(
 		"The %s does not exist. Identification fields and values: Id='{%s}'", set, strings.ToUpper(id)))
@@ -282,6 +313,9 @@ func (c *call) serveLines(co *company, orderID, seg string) {
 	name, key, hasKey := segment(seg)
 	if name != SetSalesOrderLines {
 		c.notFound(seg)
+		return
+	}
+	if c.denied(SetSalesOrderLines) {
 		return
 	}
 	ctxPath := "companies(" + co.id + ")/salesOrders(" + order.id + ")/" + SetSalesOrderLines
@@ -330,6 +364,9 @@ func (c *call) serveODataV4(segs []string) {
 	service, lit, hasKey := segment(segs[1])
 	if service != s.opts.PriceGroupService {
 		c.notFound(segs[1])
+		return
+	}
+	if c.denied(service) {
 		return
 	}
 	t := co.tables[service]

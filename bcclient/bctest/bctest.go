@@ -216,6 +216,7 @@ type Server struct {
 	secret    string  // the accepted client secret (SetClientSecret)
 	secretExp bool
 	disabled  bool
+	forbidden map[string]bool // entity sets answered 403 (SetForbidden)
 	subs      []*subscription // live or expired, in creation order
 
 	latency       atomic.Int64 // time.Duration
@@ -243,12 +244,13 @@ type failure struct {
 func New(opts Options) *Server {
 	opts.setDefaults()
 	s := &Server{
-		opts:     opts,
-		secret:   opts.ClientSecret,
-		tokens:   make(map[string]time.Time),
-		counters: make(map[string]*atomic.Int64),
-		limits:   newLimiter(opts),
-		userID:   hashGUID("user:" + strings.ToLower(opts.ClientID)),
+		opts:      opts,
+		secret:    opts.ClientSecret,
+		tokens:    make(map[string]time.Time),
+		forbidden: make(map[string]bool),
+		counters:  make(map[string]*atomic.Int64),
+		limits:    newLimiter(opts),
+		userID:    hashGUID("user:" + strings.ToLower(opts.ClientID)),
 	}
 	for _, set := range []string{SetCompanies, SetLocations, SetShipmentMethods, SetCustomers,
 		SetItems, SetSalesOrders, SetSalesOrderLines, SetSubscriptions, opts.PriceGroupService} {
@@ -445,6 +447,24 @@ func (s *Server) SetClientSecret(secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.secret = secret
+}
+
+// SetForbidden makes every request that reads set (SetCompanies,
+// SetLocations, SetShipmentMethods, SetCustomers, SetItems, SetSalesOrders,
+// SetSalesOrderLines or the price group service name; a list or one row)
+// answer 403 Authorization_InsufficientPermissions, as BC does when none of
+// the app's permission sets grants read access to the set's table, until
+// SetForbidden(set, false). The request passes authentication and the
+// limits first, and is not counted in Stats.DataRequests. $expand of
+// salesOrderLines is not refused.
+func (s *Server) SetForbidden(set string, forbidden bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if forbidden {
+		s.forbidden[set] = true
+	} else {
+		delete(s.forbidden, set)
+	}
 }
 
 // SetLatency delays every BC API request by d (the wait ends early if the

@@ -80,7 +80,8 @@
 //
 // The data set is generated from Options.Seed: the same seed gives the same
 // records, ids and timestamps. The Server can be told to fail, slow down,
-// expire tokens and change records, and it counts what it serves.
+// deny an entity set (403, SetForbidden), expire tokens and change records,
+// and it counts what it serves.
 // Options.Now is its clock for token expiry, lastModifiedDateTime of
 // changes, subscription expiry and the budget window, so tests can use a
 // fake clock.

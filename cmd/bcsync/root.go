@@ -42,6 +42,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newDLQCmd(g),
 		newInitCmd(g),
 		newWebhookCmd(g),
+		newCheckCmd(g),
 	)
 	return root
 }
