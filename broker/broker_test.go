@@ -231,3 +231,38 @@ func TestIsConflict(t *testing.T) {
 		}
 	}
 }
+
+// Commands that do not know the fleet's settings create what is missing and
+// leave the rest alone: they must not turn R3 streams into R1.
+func TestCreateOnlyLeavesExistingStreamsAlone(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{DuplicateWindow: 7 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.EnsureKV(ctx, b.JS, broker.KVOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{CreateOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.EnsureKV(ctx, b.JS, broker.KVOptions{CreateOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.JS.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.Duplicates; got != 7*time.Minute {
+		t.Errorf("duplicate window %v after a create-only ensure, want the existing 7m", got)
+	}
+	// Without CreateOnly the stream is brought to the settings given.
+	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = b.JS.Stream(ctx, messages.StreamJobs)
+	if got := s.CachedInfo().Config.Duplicates; got != 2*time.Minute {
+		t.Errorf("duplicate window %v after an ensure, want 2m", got)
+	}
+}

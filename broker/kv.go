@@ -30,6 +30,9 @@ const (
 type KVOptions struct {
 	// Replicas of each bucket: 1 (default) on one server, 3 on a cluster.
 	Replicas int
+	// CreateOnly creates the missing buckets and leaves existing ones as
+	// they are (see StreamOptions.CreateOnly).
+	CreateOnly bool
 }
 
 // KVConfigs are the buckets' configurations. Keys may carry a TTL (locks and
@@ -58,7 +61,7 @@ func EnsureKV(ctx context.Context, js jetstream.JetStream, o KVOptions) (map[str
 		kv, err := js.KeyValue(ctx, want.Bucket)
 		if err == nil {
 			st, serr := kv.Status(ctx)
-			if serr == nil && kvMatches(st, want) {
+			if serr == nil && (o.CreateOnly || kvMatches(st, want)) {
 				out[want.Bucket] = kv
 				continue
 			}

@@ -20,6 +20,11 @@ type StreamOptions struct {
 	DuplicateWindow time.Duration
 	// DLQMaxAge is how long dead letters are kept. Default 30 days.
 	DLQMaxAge time.Duration
+	// CreateOnly creates the streams that are missing and leaves existing
+	// ones as they are: for the commands that do not know the fleet's
+	// settings (enqueue, init, webhook, dlq), which must not turn R3
+	// streams back into R1.
+	CreateOnly bool
 }
 
 // JobsStreamConfig is the BCSYNC_JOBS stream: a work queue, so a job is
@@ -100,14 +105,14 @@ func (o StreamOptions) withDefaults() StreamOptions {
 // 2.15 races a stream update against a consumer being created).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	for _, want := range []jetstream.StreamConfig{JobsStreamConfig(o), DLQStreamConfig(o), AdvisoriesStreamConfig(o)} {
-		if err := ensureStream(ctx, js, want); err != nil {
+		if err := ensureStream(ctx, js, want, o.CreateOnly); err != nil {
 			return fmt.Errorf("broker: create or update stream %s: %w", want.Name, err)
 		}
 	}
 	return nil
 }
 
-func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, createOnly bool) error {
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = js.CreateStream(ctx, want)
@@ -120,7 +125,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	if err != nil {
 		return err
 	}
-	if streamMatches(s.CachedInfo().Config, want) {
+	if createOnly || streamMatches(s.CachedInfo().Config, want) {
 		return nil
 	}
 	_, err = js.UpdateStream(ctx, want)

@@ -86,14 +86,21 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		opts.Stats = &Stats{}
 	}
 	log := opts.Log.With().Str("component", "worker").Str("worker_id", opts.ID).Logger()
-	if err := broker.EnsureStreams(ctx, opts.Broker.JS, broker.StreamOptions{DuplicateWindow: cfg.NATS.DuplicateWindow, Replicas: cfg.NATS.Replicas}); err != nil {
-		return err
-	}
 	subs, err := selectSubscriptions(cfg, opts.Subscriptions)
 	if err != nil {
 		return err
 	}
-	kvs, err := broker.EnsureKV(ctx, opts.Broker.JS, broker.KVOptions{Replicas: cfg.NATS.Replicas})
+	// Workers starting together on a fresh cluster race to create the
+	// replicated streams and buckets; the loser's request may time out
+	// while the winner's is in progress. Try again for a while.
+	var kvs map[string]jetstream.KeyValue
+	err = retrySetup(ctx, log, func(ctx context.Context) error {
+		if err := broker.EnsureStreams(ctx, opts.Broker.JS, broker.StreamOptions{DuplicateWindow: cfg.NATS.DuplicateWindow, Replicas: cfg.NATS.Replicas}); err != nil {
+			return err
+		}
+		kvs, err = broker.EnsureKV(ctx, opts.Broker.JS, broker.KVOptions{Replicas: cfg.NATS.Replicas})
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -155,6 +162,24 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	log.Info().Int64("acked", opts.Stats.Acked.Load()).Int64("dead_lettered", opts.Stats.DeadLettered.Load()).
 		Int64("returned", opts.Stats.Returned.Load()).Msg("worker stopped")
 	return nil
+}
+
+// retrySetup runs fn until it succeeds, for up to a minute, with backoff.
+func retrySetup(ctx context.Context, log zerolog.Logger, fn func(context.Context) error) error {
+	deadline := time.Now().Add(time.Minute)
+	for attempt := 1; ; attempt++ {
+		err := fn(ctx)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		delay := Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second}.Delay(attempt, 0)
+		log.Warn().Err(err).Dur("retry_in", delay).Msg("could not set up the streams and buckets; trying again")
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func selectSubscriptions(cfg *config.Config, names []string) ([]*config.Subscription, error) {

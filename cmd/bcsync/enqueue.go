@@ -77,7 +77,7 @@ func newEnqueueCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			if err := broker.EnsureStreams(cmd.Context(), b.JS, broker.StreamOptions{}); err != nil {
+			if err := broker.EnsureStreams(cmd.Context(), b.JS, broker.StreamOptions{CreateOnly: true}); err != nil {
 				return err
 			}
 			for _, j := range jobs {

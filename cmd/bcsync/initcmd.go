@@ -67,10 +67,10 @@ until the type is done, and exits non-zero if anything was dead-lettered;
 				return err
 			}
 			defer b.Close()
-			if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{}); err != nil {
+			if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{CreateOnly: true}); err != nil {
 				return err
 			}
-			kvs, err := broker.EnsureKV(ctx, b.JS, broker.KVOptions{})
+			kvs, err := broker.EnsureKV(ctx, b.JS, broker.KVOptions{CreateOnly: true})
 			if err != nil {
 				return err
 			}

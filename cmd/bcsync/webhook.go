@@ -78,7 +78,7 @@ and exits 0.`,
 				return err
 			}
 			defer b.Close()
-			if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{DuplicateWindow: cfg.NATS.DuplicateWindow}); err != nil {
+			if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{DuplicateWindow: cfg.NATS.DuplicateWindow, Replicas: cfg.NATS.Replicas, CreateOnly: true}); err != nil {
 				return err
 			}
 			recv, err := webhook.NewReceiver(webhook.ReceiverConfig{
