@@ -78,6 +78,9 @@ func EnsureKV(ctx context.Context, js jetstream.JetStream, o KVOptions) (map[str
 }
 
 func kvMatches(st jetstream.KeyValueStatus, want jetstream.KeyValueConfig) bool {
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil && bs.StreamInfo().Config.Replicas != max(want.Replicas, 1) {
+		return false // e.g. made R1 by a command, before any worker ran on the cluster
+	}
 	return st.History() == int64(want.History) && st.LimitMarkerTTL() == want.LimitMarkerTTL
 }
 
