@@ -43,10 +43,11 @@ func TestFleetBudgetIsSlidingAndShared(t *testing.T) {
 	// measured gap, so 10% of the window is allowed for that.
 	checkWindow(t, grants, budget, window-window/10)
 	// A sliding window of 20 per 2 s over 5 s allows at most 60. The budget
-	// must refill as the window slides: at least two windows' worth, even on
-	// a loaded CI machine. (The 95% utilisation goal is measured over 30 s
-	// against the BC fake in the worker's tests.)
-	if min := 2 * budget; len(grants) < min {
+	// must refill as the window slides: more than one window's worth, even
+	// on a loaded CI machine, where permits moved to later slots (late KV
+	// answers) stay counted longer. (The 95% utilisation goal is measured
+	// over 30 s against the BC fake in the worker's tests.)
+	if min := budget + budget/2; len(grants) < min {
 		t.Errorf("%d grants in %v, want at least %d", len(grants), run, min)
 	}
 }
