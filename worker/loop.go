@@ -410,7 +410,7 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 	if l.cfg.Breaker != nil {
 		down = l.cfg.Breaker.Record(ctx, class, msg.Subject(), reason)
 	}
-	switch Decide(class, attempt, l.cfg.MaxDeliver, down) {
+	switch action := Decide(class, attempt, l.cfg.MaxDeliver, down); action {
 	case ActionAck:
 		// DoubleAck waits for the server's confirmation; if it is lost, the
 		// job comes back after AckWait and the idempotent write repeats.
@@ -422,24 +422,23 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 		}
 		l.cfg.Stats.Acked.Add(1)
 		count("acked")
-	case ActionRetry:
+	case ActionRetry, ActionHold:
 		ra, _ := RetryAfter(err)
 		delay := l.cfg.Backoff.Delay(attempt, ra)
-		log.Warn().Str("error_class", string(class)).Str("error", reason).
-			Dur("retry_in", delay).Msg("job failed; will retry")
+		if action == ActionRetry {
+			log.Warn().Str("error_class", string(class)).Str("error", reason).
+				Dur("retry_in", delay).Msg("job failed; will retry")
+			l.cfg.Stats.Retried.Add(1)
+			count("retried")
+		} else {
+			// Not the job's fault: the breaker logs the outage once, so
+			// each held job is only a debug line.
+			log.Debug().Str("error_class", string(class)).Str("error", reason).
+				Dur("retry_in", delay).Msg("job held: a dependency is down or throttling")
+			l.cfg.Stats.Held.Add(1)
+			count("held")
+		}
 		l.nak(msg, delay, log)
-		l.cfg.Stats.Retried.Add(1)
-		count("retried")
-	case ActionHold:
-		// Not the job's fault: the breaker logs the outage once, so each
-		// held job is only a debug line.
-		ra, _ := RetryAfter(err)
-		delay := l.cfg.Backoff.Delay(attempt, ra)
-		log.Debug().Str("error_class", string(class)).Str("error", reason).
-			Dur("retry_in", delay).Msg("job held: a dependency is down or throttling")
-		l.nak(msg, delay, log)
-		l.cfg.Stats.Held.Add(1)
-		count("held")
 	case ActionRequeue:
 		if qerr := l.requeue(ctx, msg, md); qerr != nil {
 			// Not copied: the delivery stays unsettled. If it was the last,

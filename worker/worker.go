@@ -201,11 +201,10 @@ func selectSubscriptions(cfg *config.Config, names []string) ([]*config.Subscrip
 	return out, nil
 }
 
-// Clients builds the BC and iPaaS.com clients of one subscription. With a
-// Shared, the token and the request budgets are the fleet's (NATS KV);
-// without, they belong to this process. The token source lives as long as ctx.
-func Clients(ctx context.Context, sub *config.Subscription, base *http.Client, shared *Shared) (*bcclient.Client, *ipaasclient.Client, error) {
-	creds := bcclient.Credentials{
+// Credentials are the Entra client credentials of a subscription, sent
+// through base (nil: a default client).
+func Credentials(sub *config.Subscription, base *http.Client) bcclient.Credentials {
+	return bcclient.Credentials{
 		AuthorityURL: sub.AuthorityURL,
 		TenantID:     sub.TenantID,
 		ClientID:     sub.ClientID,
@@ -213,6 +212,13 @@ func Clients(ctx context.Context, sub *config.Subscription, base *http.Client, s
 		Scope:        sub.Scope,
 		HTTPClient:   base,
 	}
+}
+
+// Clients builds the BC and iPaaS.com clients of one subscription. With a
+// Shared, the token and the request budgets are the fleet's (NATS KV);
+// without, they belong to this process. The token source lives as long as ctx.
+func Clients(ctx context.Context, sub *config.Subscription, base *http.Client, shared *Shared) (*bcclient.Client, *ipaasclient.Client, error) {
+	creds := Credentials(sub, base)
 	var (
 		ts           oauth2.TokenSource
 		bcLim, ipLim interface {

@@ -22,6 +22,7 @@ import (
 	"github.com/bcsync/bcsync/internal/redact"
 	"github.com/bcsync/bcsync/ipaasclient"
 	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -232,14 +233,7 @@ func (ck *checker) subscription(ctx context.Context, sub *config.Subscription) [
 
 func (ck *checker) bc(ctx context.Context, sub *config.Subscription) []checkResult {
 	name := sub.Name
-	creds := bcclient.Credentials{
-		AuthorityURL: sub.AuthorityURL,
-		TenantID:     sub.TenantID,
-		ClientID:     sub.ClientID,
-		ClientSecret: sub.ClientSecret.Reveal(),
-		Scope:        sub.Scope,
-		HTTPClient:   &http.Client{Transport: ck.base, Timeout: ck.timeout},
-	}
+	creds := worker.Credentials(sub, &http.Client{Transport: ck.base, Timeout: ck.timeout})
 	ts := bcclient.NewTokenSource(ctx, creds)
 	tok, err := ts.Token()
 	if err != nil {

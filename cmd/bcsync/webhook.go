@@ -63,17 +63,7 @@ and exits 0.`,
 				}
 			}
 			ctx := cmd.Context()
-			b, err := broker.Connect(ctx, broker.Options{
-				URL:       cfg.NATS.URL,
-				CredsFile: cfg.NATS.CredsFile,
-				CAFile:    cfg.NATS.TLS.CAFile,
-				CertFile:  cfg.NATS.TLS.CertFile,
-				KeyFile:   cfg.NATS.TLS.KeyFile,
-				DataDir:   cfg.NATS.DataDir,
-				Listen:    embeddedListen,
-				Name:      "bcsync-webhook",
-				Log:       log,
-			})
+			b, err := connectFromConfig(ctx, cfg, embeddedListen, "bcsync-webhook", log)
 			if err != nil {
 				return err
 			}

@@ -44,17 +44,7 @@ On SIGTERM or Ctrl-C it stops pulling, lets in-flight jobs finish within
 			if err != nil {
 				return err
 			}
-			b, err := broker.Connect(cmd.Context(), broker.Options{
-				URL:       cfg.NATS.URL,
-				CredsFile: cfg.NATS.CredsFile,
-				CAFile:    cfg.NATS.TLS.CAFile,
-				CertFile:  cfg.NATS.TLS.CertFile,
-				KeyFile:   cfg.NATS.TLS.KeyFile,
-				DataDir:   cfg.NATS.DataDir,
-				Listen:    listen,
-				Name:      "bcsync-worker",
-				Log:       log,
-			})
+			b, err := connectFromConfig(cmd.Context(), cfg, listen, "bcsync-worker", log)
 			if err != nil {
 				return err
 			}
@@ -124,4 +114,20 @@ func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, b *b
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}, nil
+}
+
+// connectFromConfig connects to the NATS of the configuration, or starts the
+// embedded server on listen when it names none.
+func connectFromConfig(ctx context.Context, cfg *config.Config, listen, name string, log zerolog.Logger) (*broker.Broker, error) {
+	return broker.Connect(ctx, broker.Options{
+		URL:       cfg.NATS.URL,
+		CredsFile: cfg.NATS.CredsFile,
+		CAFile:    cfg.NATS.TLS.CAFile,
+		CertFile:  cfg.NATS.TLS.CertFile,
+		KeyFile:   cfg.NATS.TLS.KeyFile,
+		DataDir:   cfg.NATS.DataDir,
+		Listen:    listen,
+		Name:      name,
+		Log:       log,
+	})
 }
