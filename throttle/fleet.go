@@ -32,8 +32,12 @@ type FleetConfig struct {
 	// Required (> 0).
 	MaxConcurrency int
 	// LeaseTTL is how long a concurrency lease lives if its holder dies
-	// without releasing it. Keep it longer than a request can take.
-	// Default 2m.
+	// without releasing it (or its release is lost in a NATS failover):
+	// for that long, the fleet runs one request fewer at once. A request
+	// that outlives its lease lets one more in than MaxConcurrency, which
+	// BC queues rather than refuses. Default 15s: far longer than a
+	// request usually takes, short enough that a killed worker's leases do
+	// not stall the fleet.
 	LeaseTTL time.Duration
 	// Slots divides the window to count grants. The budget is counted over
 	// Window plus 3% (one slot, and 2% for the time between a grant and the
@@ -108,7 +112,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 		return nil, fmt.Errorf("throttle: %w", errors.Join(errs...))
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 2 * time.Minute
+		cfg.LeaseTTL = 15 * time.Second
 	}
 	if cfg.Slots <= 0 {
 		cfg.Slots = 100

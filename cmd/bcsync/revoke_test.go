@@ -44,7 +44,7 @@ func TestWorkerBinaryResumesOnceTheSecretFileIsFixed(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "worker", "--config", cfgPath, "--log-format", "json")
+	cmd := exec.Command(bin, "worker", "--config", cfgPath, "--log-format", "json", "--admin-listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), sc.KeyEnv+"="+ip.APIKey())
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr
