@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -35,7 +34,6 @@ func httpGet(url string) (int, string) {
 // consumer's backlog and the pause state, and no secret.
 func TestWorkerBinaryServesMetricsAndProbes(t *testing.T) {
 	t.Parallel()
-	bin := binary(t)
 	bc := bctest.NewServer(bctest.Options{Locations: 5})
 	defer bc.Close()
 	ip := ipaastest.NewServer(ipaastest.Options{})
@@ -48,14 +46,8 @@ func TestWorkerBinaryServesMetricsAndProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := freeAddr(t)
-	cmd := exec.Command(bin, "worker", "--config", cfgPath, "--admin-listen", admin)
-	cmd.Env = append(os.Environ(), sc.SecretEnv+"="+bc.ClientSecret(), sc.KeyEnv+"="+ip.APIKey())
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	w := startProc(t, "worker", testEnv(sc.SecretEnv+"="+bc.ClientSecret(), sc.KeyEnv+"="+ip.APIKey()), []string{bc.ClientSecret(), ip.APIKey()},
+		"worker", "--config", cfgPath, "--admin-listen", admin)
 	for _, k := range bc.LocationCodes() {
 		if _, _, err := messages.Publish(context.Background(), b.JS, messages.Job{Subscription: "demo", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: k}); err != nil {
 			t.Fatal(err)
@@ -91,12 +83,7 @@ func TestWorkerBinaryServesMetricsAndProbes(t *testing.T) {
 			t.Error("a secret is in /metrics")
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("worker exited with %v\n%s", err, stderr.String())
-	}
+	w.stop(t, syscall.SIGTERM, 30*time.Second)
 }
 
 // /readyz answers 503 when NATS is gone.

@@ -63,6 +63,96 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 	}
 }
 
+// testEnv is this process's environment without the variables that would
+// point a bcsync process elsewhere (NATS_URL, BCSYNC_*), plus extra.
+func testEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == "NATS_URL" || name == "NATS_CREDS" || strings.HasPrefix(name, "BCSYNC_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+// proc is a bcsync process started by a test. It is killed when the test
+// ends, and its output, with secrets replaced, is logged if the test failed.
+type proc struct {
+	name           string
+	cmd            *exec.Cmd
+	stdout, stderr lockedBuffer
+	exited         chan struct{}
+	err            error // of Wait, once exited is closed
+}
+
+func startProc(t *testing.T, name string, env, secrets []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, cmd: exec.Command(binary(t), args...), exited: make(chan struct{})}
+	p.cmd.Env = env
+	p.cmd.Dir = t.TempDir()
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		if !p.done() {
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			out := p.output()
+			for _, s := range secrets {
+				out = strings.ReplaceAll(out, s, "[secret]")
+			}
+			t.Logf("%s (exit %v) output:\n%s", name, p.err, tailLines(out, 8000))
+		}
+	})
+	return p
+}
+
+func (p *proc) done() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits up to timeout for the process to exit and returns the error of
+// its Wait (nil: exit 0), or an error saying it is still running.
+func (p *proc) wait(timeout time.Duration) error {
+	if p.done() {
+		return p.err
+	}
+	select {
+	case <-p.exited:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("%s still running after %v", p.name, timeout)
+	}
+}
+
+func (p *proc) output() string { return p.stdout.String() + p.stderr.String() }
+
+// stop sends sig and fails the test unless the process exits 0 within
+// within.
+func (p *proc) stop(t *testing.T, sig os.Signal, within time.Duration) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(within); err != nil {
+		t.Fatalf("%s: after %v: %v", p.name, sig, err)
+	}
+}
+
 // lockedBuffer is an io.Writer safe for a process's output and a reader.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -85,7 +175,6 @@ func (l *lockedBuffer) String() string {
 // grace period, the process exits 0, and no job is lost or left stranded.
 func TestWorkerBinarySIGTERMDrainsAndExitsZero(t *testing.T) {
 	t.Parallel()
-	bin := binary(t)
 	const n = 80
 	bc := bctest.NewServer(bctest.Options{Customers: n})
 	defer bc.Close()
@@ -106,29 +195,11 @@ func TestWorkerBinarySIGTERMDrainsAndExitsZero(t *testing.T) {
 		}
 	}
 
-	cmd := exec.Command(bin, "worker", "--config", cfgPath, "--grace", "20s", "--log-format", "json", "--log-level", "debug", "--admin-listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), sc.SecretEnv+"="+bc.ClientSecret(), sc.KeyEnv+"="+ip.APIKey())
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	w := startProc(t, "worker", testEnv(sc.SecretEnv+"="+bc.ClientSecret(), sc.KeyEnv+"="+ip.APIKey()), []string{bc.ClientSecret(), ip.APIKey()},
+		"worker", "--config", cfgPath, "--grace", "20s", "--log-format", "json", "--log-level", "debug", "--admin-listen", "127.0.0.1:0")
 	waitUntil(t, 30*time.Second, "the worker to sync some customers", func() bool { return ip.Count("customer") >= 10 })
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("worker exited with %v after SIGTERM\n%s", err, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("worker did not exit within 30s of SIGTERM\n%s", stderr.String())
-	}
-	logs := stderr.String()
+	w.stop(t, syscall.SIGTERM, 30*time.Second)
+	logs := w.output()
 	if !strings.Contains(logs, `"message":"worker stopped"`) {
 		t.Errorf("no 'worker stopped' line:\n%s", logs)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -110,30 +109,7 @@ func TestKill9OneOfTwoWorkersLosesNothing(t *testing.T) {
 	elapsed := time.Since(start)
 	t.Logf("%d jobs in %v (%.0f jobs/s); %v after the kill", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), time.Since(killedAt).Round(time.Millisecond))
 
-	if got := ip.Count("customer"); got != n {
-		t.Errorf("iPaaS.com holds %d customers, want %d", got, n)
-	}
-	ids := make(map[any]string, n)
-	for _, k := range keys {
-		rec, ok := ip.Lookup(ipaastest.TableCustomer, k)
-		if !ok {
-			t.Errorf("customer %s is not in iPaaS.com", k)
-			continue
-		}
-		if other, dup := ids[rec["id"]]; dup {
-			t.Errorf("customers %s and %s share iPaaS.com record %v", other, k, rec["id"])
-		}
-		ids[rec["id"]] = k
-	}
-	for stream, want := range map[string]uint64{messages.StreamJobs: 0, messages.StreamDLQ: 0} {
-		st, err := streamState(ctx, ns.JS, stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Msgs != want {
-			t.Errorf("%s holds %d messages, want %d", stream, st.Msgs, want)
-		}
-	}
+	checkSyncedOnce(t, ctx, ns.JS, ip, keys)
 	ci, err := cons.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -291,84 +267,6 @@ func startBCSim(t *testing.T, customers int) (string, *bctest.Server) {
 	}
 	return s.APIURL, twin
 }
-
-// testEnv is this process's environment without the variables that would
-// point a bcsync process elsewhere (NATS_URL, BCSYNC_*), plus extra.
-func testEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if name == "NATS_URL" || name == "NATS_CREDS" || strings.HasPrefix(name, "BCSYNC_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, extra...)
-}
-
-// proc is a bcsync process started by a test. It is killed when the test
-// ends, and its output, with secrets replaced, is logged if the test failed.
-type proc struct {
-	name           string
-	cmd            *exec.Cmd
-	stdout, stderr lockedBuffer
-	exited         chan struct{}
-	err            error // of Wait, once exited is closed
-}
-
-func startProc(t *testing.T, name string, env, secrets []string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, cmd: exec.Command(binary(t), args...), exited: make(chan struct{})}
-	p.cmd.Env = env
-	p.cmd.Dir = t.TempDir()
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		if !p.done() {
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			out := p.output()
-			for _, s := range secrets {
-				out = strings.ReplaceAll(out, s, "[secret]")
-			}
-			t.Logf("%s (exit %v) output:\n%s", name, p.err, tailLines(out, 8000))
-		}
-	})
-	return p
-}
-
-func (p *proc) done() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
-}
-
-// wait waits up to timeout for the process to exit and returns the error of
-// its Wait (nil: exit 0), or an error saying it is still running.
-func (p *proc) wait(timeout time.Duration) error {
-	if p.done() {
-		return p.err
-	}
-	select {
-	case <-p.exited:
-		return p.err
-	case <-time.After(timeout):
-		return fmt.Errorf("%s still running after %v", p.name, timeout)
-	}
-}
-
-func (p *proc) output() string { return p.stdout.String() + p.stderr.String() }
 
 // tailLines returns about the last n bytes of s, from a line start.
 func tailLines(s string, n int) string {
@@ -548,4 +446,34 @@ func waitSettled(t *testing.T, ctx context.Context, js jetstream.JetStream) {
 		}
 		return time.Since(since) >= 300*time.Millisecond
 	})
+}
+
+// checkSyncedOnce asserts that every customer of keys is at iPaaS.com, each
+// as its own record, and that no job is left queued or dead-lettered.
+func checkSyncedOnce(t *testing.T, ctx context.Context, js jetstream.JetStream, ip *ipaastest.Server, keys []string) {
+	t.Helper()
+	if got := ip.Count(ipaastest.TableCustomer); got != len(keys) {
+		t.Errorf("iPaaS.com holds %d customers, want %d", got, len(keys))
+	}
+	ids := make(map[any]string, len(keys))
+	for _, k := range keys {
+		rec, ok := ip.Lookup(ipaastest.TableCustomer, k)
+		if !ok {
+			t.Errorf("customer %s is not in iPaaS.com", k)
+			continue
+		}
+		if other, dup := ids[rec["id"]]; dup {
+			t.Errorf("customers %s and %s share iPaaS.com record %v", other, k, rec["id"])
+		}
+		ids[rec["id"]] = k
+	}
+	for _, stream := range []string{messages.StreamJobs, messages.StreamDLQ} {
+		st, err := streamState(ctx, js, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Msgs != 0 {
+			t.Errorf("%s holds %d messages, want 0", stream, st.Msgs)
+		}
+	}
 }

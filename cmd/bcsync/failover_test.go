@@ -226,30 +226,7 @@ func TestClusterNodeKilledLosesNothing(t *testing.T) {
 	elapsed := time.Since(start)
 	t.Logf("%d jobs in %v (%.0f jobs/s); %v after the kill", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), time.Since(killedAt).Round(time.Millisecond))
 
-	if got := ip.Count(ipaastest.TableCustomer); got != n {
-		t.Errorf("iPaaS.com holds %d customers, want %d", got, n)
-	}
-	ids := make(map[any]string, n)
-	for _, k := range keys {
-		rec, ok := ip.Lookup(ipaastest.TableCustomer, k)
-		if !ok {
-			t.Errorf("customer %s is not in iPaaS.com", k)
-			continue
-		}
-		if other, dup := ids[rec["id"]]; dup {
-			t.Errorf("customers %s and %s share iPaaS.com record %v", other, k, rec["id"])
-		}
-		ids[rec["id"]] = k
-	}
-	for stream, want := range map[string]uint64{messages.StreamJobs: 0, messages.StreamDLQ: 0} {
-		st, err := streamState(ctx, js, stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Msgs != want {
-			t.Errorf("%s holds %d messages, want %d", stream, st.Msgs, want)
-		}
-	}
+	checkSyncedOnce(t, ctx, js, ip, keys)
 	if ci, err := cons.Info(ctx); err == nil {
 		t.Logf("redeliveries: %d", int64(ci.Delivered.Consumer)-n)
 	}

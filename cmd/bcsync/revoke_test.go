@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -25,7 +24,6 @@ func TestWorkerBinaryResumesOnceTheSecretFileIsFixed(t *testing.T) {
 		t.Skip("waits for the credential probes")
 	}
 	t.Parallel()
-	bin := binary(t)
 	bc := bctest.NewServer(bctest.Options{Locations: 20})
 	defer bc.Close()
 	ip := ipaastest.NewServer(ipaastest.Options{})
@@ -44,14 +42,8 @@ func TestWorkerBinaryResumesOnceTheSecretFileIsFixed(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "worker", "--config", cfgPath, "--log-format", "json", "--admin-listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), sc.KeyEnv+"="+ip.APIKey())
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	w := startProc(t, "worker", testEnv(sc.KeyEnv+"="+ip.APIKey()), []string{bc.ClientSecret(), ip.APIKey()},
+		"worker", "--config", cfgPath, "--log-format", "json", "--admin-listen", "127.0.0.1:0")
 	publish := func(codes []string) {
 		for _, k := range codes {
 			if _, _, err := messages.Publish(context.Background(), b.JS, messages.Job{Subscription: "demo", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: k}); err != nil {
@@ -69,10 +61,10 @@ func TestWorkerBinaryResumesOnceTheSecretFileIsFixed(t *testing.T) {
 	bc.ExpireTokens()
 	publish(codes[10:])
 	waitUntil(t, 30*time.Second, "the subscription paused", func() bool {
-		return strings.Contains(stderr.String(), "subscription paused")
+		return strings.Contains(w.output(), "subscription paused")
 	})
 	var pauseLine string
-	for l := range strings.Lines(stderr.String()) {
+	for l := range strings.Lines(w.output()) {
 		if strings.Contains(l, "subscription paused") {
 			pauseLine = l
 		}
@@ -95,13 +87,8 @@ func TestWorkerBinaryResumesOnceTheSecretFileIsFixed(t *testing.T) {
 	if info, err := s.Info(context.Background()); err != nil || info.State.Msgs != 0 {
 		t.Errorf("dead letters after a revoked secret: %v %v", info.State.Msgs, err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("worker exited with %v", err)
-	}
-	logs := stderr.String()
+	w.stop(t, syscall.SIGTERM, 30*time.Second)
+	logs := w.output()
 	if !strings.Contains(logs, "credentials accepted again") {
 		t.Error("no line says the subscription resumed")
 	}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -72,7 +71,6 @@ func webhookHandshake(t *testing.T, url string) (int, string) {
 // SIGTERM.
 func TestWebhookBinary(t *testing.T) {
 	t.Parallel()
-	bin := binary(t)
 	bc := bctest.NewServer(bctest.Options{Customers: 5, Locations: 1, ShipmentMethods: 1, PriceGroups: 1, Items: 1, SalesOrders: -1})
 	defer bc.Close()
 	ip := ipaastest.NewServer(ipaastest.Options{})
@@ -82,14 +80,8 @@ func TestWebhookBinary(t *testing.T) {
 	url := "http://" + addr + "/webhook/demo"
 	cfgPath, env := webhookConfig(t, bc, ip, b.NC.ConnectedUrl(), url)
 
-	cmd := exec.Command(bin, "webhook", "--config", cfgPath, "--listen", addr, "--log-level", "debug", "--log-format", "json")
-	cmd.Env = append(os.Environ(), env...)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	w := startProc(t, "webhook", testEnv(env...), []string{bc.ClientSecret(), ip.APIKey(), webhookTestState},
+		"webhook", "--config", cfgPath, "--listen", addr, "--log-level", "debug", "--log-format", "json")
 	waitUntil(t, 20*time.Second, "the manager to subscribe to BC's customers", func() bool { return len(bc.Subscriptions()) == 1 })
 	if s := bc.Subscriptions()[0]; s.NotificationURL != url || s.EntitySet != "customers" || s.ClientState != webhookTestState {
 		t.Errorf("BC's subscription %+v", s)
@@ -100,7 +92,7 @@ func TestWebhookBinary(t *testing.T) {
 
 	ds, err := bc.Notify(context.Background(), bctest.Change{Set: bctest.SetCustomers, Type: bctest.ChangeUpdated, Key: bc.CustomerNumbers()[0]})
 	if err != nil || len(ds) != 1 || ds[0].Status != http.StatusAccepted {
-		t.Fatalf("notify: %+v %v\n%s", ds, err, stderr.String())
+		t.Fatalf("notify: %+v %v\n%s", ds, err, w.output())
 	}
 	s, err := b.JS.Stream(context.Background(), messages.StreamJobs)
 	if err != nil {
@@ -114,20 +106,8 @@ func TestWebhookBinary(t *testing.T) {
 		t.Errorf("job %+v, %v", j, err)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exited with %v after SIGTERM\n%s", err, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("did not exit within 15s of SIGTERM\n%s", stderr.String())
-	}
-	logs := stderr.String()
+	w.stop(t, syscall.SIGTERM, 15*time.Second)
+	logs := w.output()
 	for _, want := range []string{`"message":"webhook receiver listening"`, `"message":"webhook subscription created"`,
 		`"message":"webhook notification enqueued"`, `"message":"webhook receiver stopped"`} {
 		if !strings.Contains(logs, want) {
@@ -145,40 +125,21 @@ func TestWebhookBinary(t *testing.T) {
 // exits 0 on Ctrl-C.
 func TestWebhookBinaryNoManage(t *testing.T) {
 	t.Parallel()
-	bin := binary(t)
 	bc := bctest.NewServer(bctest.Options{Customers: 1, Locations: 1, ShipmentMethods: 1, PriceGroups: 1, Items: 1, SalesOrders: -1})
 	defer bc.Close()
 	ip := ipaastest.NewServer(ipaastest.Options{})
 	defer ip.Close()
 	b := brokertest.New(t)
 	cfgPath, env := webhookConfig(t, bc, ip, b.NC.ConnectedUrl(), "https://bcsync.example.com/webhook/demo")
-	cmd := exec.Command(bin, "webhook", "--config", cfgPath, "--listen", "127.0.0.1:0", "--no-manage", "--log-format", "json")
-	cmd.Env = append(os.Environ(), env...)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	w := startProc(t, "webhook", testEnv(env...), []string{bc.ClientSecret(), ip.APIKey(), webhookTestState},
+		"webhook", "--config", cfgPath, "--listen", "127.0.0.1:0", "--no-manage", "--log-format", "json")
 	addrRE := regexp.MustCompile(`"addr":"([^"]+)"[^\n]*"message":"webhook receiver listening"`)
-	waitUntil(t, 20*time.Second, "the receiver to listen", func() bool { return addrRE.MatchString(stderr.String()) })
-	url := "http://" + addrRE.FindStringSubmatch(stderr.String())[1] + "/webhook/demo"
+	waitUntil(t, 20*time.Second, "the receiver to listen", func() bool { return addrRE.MatchString(w.output()) })
+	url := "http://" + addrRE.FindStringSubmatch(w.output())[1] + "/webhook/demo"
 	if status, answer := webhookHandshake(t, url); status != 200 || answer != webhookTestToken {
 		t.Errorf("handshake: %d %q", status, answer)
 	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exited with %v after Ctrl-C\n%s", err, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("did not exit within 15s of Ctrl-C\n%s", stderr.String())
-	}
+	w.stop(t, os.Interrupt, 15*time.Second)
 	if n := len(bc.Subscriptions()); n != 0 {
 		t.Errorf("--no-manage created %d subscriptions", n)
 	}
