@@ -283,7 +283,7 @@ func (f *Fleet) grant(ctx context.Context) error {
 				f.pool, f.poolSlot = n-1, cur
 				return nil
 			}
-			if !isConflict(err) {
+			if !broker.IsConflict(err) {
 				return fmt.Errorf("throttle: %s: update the budget: %w", f.cfg.Name, err)
 			}
 			// Another process took a grant first: try again after a
@@ -333,7 +333,7 @@ func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
 			return cur, nil
 		case err == nil:
 			from = cur // slow again: move them once more
-		case !isConflict(err):
+		case !broker.IsConflict(err):
 			return 0, fmt.Errorf("throttle: %s: update the budget: %w", f.cfg.Name, err)
 		}
 	}
@@ -348,8 +348,6 @@ func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
 func (f *Fleet) slotCap() uint32 {
 	return uint32(max(1, (f.cfg.Requests+f.cfg.Slots-1)/f.cfg.Slots))
 }
-
-func isConflict(err error) bool { return broker.IsConflict(err) }
 
 // Throttled pauses every worker of this budget for d: the service answered
 // 429 or sent Retry-After. A shorter pause than the current one is ignored.
@@ -386,7 +384,7 @@ func (f *Fleet) Throttled(d time.Duration) {
 			f.cfg.Log.Warn().Str("budget", f.cfg.Name).Dur("pause", d).Msg("throttled by the service: every worker of this budget pauses")
 			return
 		}
-		if !isConflict(err) {
+		if !broker.IsConflict(err) {
 			return
 		}
 	}

@@ -73,14 +73,13 @@ type Breaker struct {
 	cfg  BreakerConfig
 	wake chan struct{}
 
-	mu     sync.Mutex
-	fails  int             // transient failures in a row
-	jobs   map[string]bool // the jobs that failed in this row (up to 2)
-	level  int             // trips since the last success
-	down   bool            // a dependency is held down until a success
-	until  time.Time       // the end of this breaker's last outage pause
-	auth   bool            // paused until the credentials work
-	reason string
+	mu    sync.Mutex
+	fails int             // transient failures in a row
+	jobs  map[string]bool // the jobs that failed in this row (up to 2)
+	level int             // trips since the last success
+	down  bool            // a dependency is held down until a success
+	until time.Time       // the end of this breaker's last outage pause
+	auth  bool            // paused until the credentials work
 }
 
 // NewBreaker applies defaults.
@@ -139,7 +138,7 @@ func (b *Breaker) Record(ctx context.Context, class Class, job, reason string) (
 		}
 	case ClassAuth:
 		if !b.auth {
-			b.auth, b.reason = true, reason
+			b.auth = true
 			b.cfg.Stats.AuthPauses.Add(1)
 			b.cfg.Stats.State.Store(StateAuth)
 			err := b.pause(ctx, time.Now().Add(b.cfg.AuthPause))
@@ -215,7 +214,7 @@ func (b *Breaker) pausedUntil(ctx context.Context) (time.Time, error) {
 func (b *Breaker) Run(ctx context.Context) {
 	if until, err := b.pausedUntil(ctx); err == nil && time.Until(until) > b.cfg.MaxPause {
 		b.mu.Lock()
-		b.auth, b.reason = true, "paused for refused credentials before this worker started"
+		b.auth = true
 		b.cfg.Stats.State.Store(StateAuth)
 		b.mu.Unlock()
 		b.cfg.Log.Warn().Time("paused_until", until).Msg("subscription found paused for refused credentials: probing them")

@@ -11,6 +11,8 @@ import (
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -174,5 +176,35 @@ func TestLoopLoneFailingJobDoesNotTripTheBreaker(t *testing.T) {
 	waitFor(t, 20*time.Second, "the job dead-lettered", func() bool { return stats.DeadLettered.Load() == 1 })
 	if br.Stats().Trips.Load() != 0 {
 		t.Errorf("a lone failing job tripped the breaker %d times", br.Stats().Trips.Load())
+	}
+}
+
+// failingPublisher refuses every publish, as a JetStream that lost quorum.
+type failingPublisher struct{ jetstream.JetStream }
+
+func (failingPublisher) PublishMsg(context.Context, *nats.Msg, ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	return nil, errors.New("nats: no response from stream")
+}
+
+// A held job on its last delivery whose copy cannot be published is not
+// terminated: it stays in the stream (the safety net takes it from there).
+func TestLoopRequeueThatCannotPublishKeepsTheJob(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 2)
+	e.publish(t, 1)
+	stats := &worker.Stats{}
+	var calls atomic.Int32
+	e.run(t, worker.LoopConfig{MaxDeliver: 2, Stats: stats, JS: failingPublisher{e.b.JS},
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+			calls.Add(1)
+			return &bcclient.APIError{Status: 429, Code: "Application_TooManyRequests", Message: "slow down"}
+		})})
+	waitFor(t, 10*time.Second, "the last delivery", func() bool { return calls.Load() == 2 })
+	time.Sleep(300 * time.Millisecond) // the settlement after it
+	if stats.Requeued.Load() != 0 || stats.DeadLettered.Load() != 0 {
+		t.Errorf("requeued=%d dead=%d although nothing could be published", stats.Requeued.Load(), stats.DeadLettered.Load())
+	}
+	if got := e.streamMsgs(t, messages.StreamJobs); got != 1 {
+		t.Errorf("%d jobs in the stream, want the original kept", got)
 	}
 }

@@ -76,7 +76,10 @@ func (e *loopEnv) streamMsgs(t *testing.T, name string) uint64 {
 
 func (e *loopEnv) run(t *testing.T, cfg worker.LoopConfig) (stop func()) {
 	t.Helper()
-	cfg.Subscription, cfg.Consumer, cfg.JS = "contoso", e.cons, e.b.JS
+	cfg.Subscription, cfg.Consumer = "contoso", e.cons
+	if cfg.JS == nil {
+		cfg.JS = e.b.JS
+	}
 	if cfg.MaxDeliver == 0 {
 		cfg.MaxDeliver = 5
 	}
