@@ -313,7 +313,9 @@ func (f *Fleet) grant(ctx context.Context) error {
 // when from left the ring meanwhile and the budget has no room for them now,
 // or when the store stays slow.
 func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
-	for attempt := 0; attempt < 5; attempt++ {
+	// Five slow answers give up; lost races with other processes only
+	// cost a short wait, as in grant.
+	for slow, conflicts := 0, 0; slow < 5 && conflicts < 100; {
 		now := time.Now()
 		cur := now.UnixNano() / int64(f.slot)
 		entry, err := f.cfg.KV.Get(ctx, f.rateKey)
@@ -332,9 +334,15 @@ func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
 			f.cfg.Stats.Restamped.Add(int64(n))
 			return cur, nil
 		case err == nil:
-			from = cur // slow again: move them once more
+			from, slow = cur, slow+1 // slow again: move them once more
 		case !broker.IsConflict(err):
 			return 0, fmt.Errorf("throttle: %s: update the budget: %w", f.cfg.Name, err)
+		default:
+			conflicts++
+			f.cfg.Stats.Conflicts.Add(1)
+			if err := sleep(ctx, jitter(time.Duration(min(conflicts, 10))*time.Millisecond)); err != nil {
+				return 0, err
+			}
 		}
 	}
 	f.cfg.Stats.Stale.Add(int64(n))
