@@ -75,7 +75,9 @@ func TestFleetConcurrencyAcrossWorkers(t *testing.T) {
 				c := cur.Add(1)
 				for p := peak.Load(); c > p && !peak.CompareAndSwap(p, c); p = peak.Load() {
 				}
-				time.Sleep(5 * time.Millisecond)
+				// Held long enough, against KV round trips that take tens
+				// of milliseconds on a loaded machine, for three to overlap.
+				time.Sleep(50 * time.Millisecond)
 				cur.Add(-1)
 				release()
 				done.Add(1)
