@@ -271,6 +271,26 @@ func Decode(b []byte) (*Job, error) {
 	if len(b) > MaxJobBytes {
 		return nil, fmt.Errorf("messages: %w: %d bytes, at most %d", ErrTooLarge, len(b), MaxJobBytes)
 	}
+	// One strict pass for a well-formed job; anything else takes the
+	// careful path, which says what is wrong.
+	var j Job
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil || j.V != Version || dec.More() {
+		return decodeCarefully(b)
+	}
+	if err := j.Validate(); err != nil {
+		return nil, fmt.Errorf("messages: invalid job: %w", err)
+	}
+	return &j, nil
+}
+
+// decodeCarefully is Decode's path for a job that is not a well-formed
+// envelope of this version: it names the version before any field.
+func decodeCarefully(b []byte) (*Job, error) {
+	if len(b) > MaxJobBytes {
+		return nil, fmt.Errorf("messages: %w: %d bytes, at most %d", ErrTooLarge, len(b), MaxJobBytes)
+	}
 	// Read the version first: an envelope of another version may have
 	// other fields, and deserves "unknown version", not "unknown field".
 	var probe struct {
