@@ -834,3 +834,44 @@ func TestPing(t *testing.T) {
 		t.Errorf("ping with a wrong key = %v, want an AUTH APIError", err)
 	}
 }
+
+// TestUpsertCreateFirst: a record the caller believes new is created in one
+// call; one that exists after all is updated, never duplicated, and so is a
+// link to a deleted record recreated.
+func TestUpsertCreateFirst(t *testing.T) {
+	t.Parallel()
+	fake, rec, c := setup(t, ipaastest.Options{}, nil)
+	ctx := t.Context()
+	res, err := c.Upsert(ctx, ipaasclient.Location{Name: "NORTH", City: "Oslo"}, "NORTH", ipaasclient.CreateFirst())
+	if err != nil || !res.Created {
+		t.Fatalf("create first of a new record: %+v, %v", res, err)
+	}
+	if got := lines(rec.take()); strings.Join(got, "\n") != "POST /products/v2/Catalog/Location" {
+		t.Errorf("calls for a new record:\n%s\nwant only the create", strings.Join(got, "\n"))
+	}
+	// Believed new, but it exists: the refused create leads to an update.
+	res2, err := c.Upsert(ctx, ipaasclient.Location{Name: "NORTH", City: "Bergen"}, "NORTH", ipaasclient.CreateFirst())
+	if err != nil || res2.Created || res2.ID != res.ID {
+		t.Fatalf("create first of an existing record: %+v, %v; want an update of %s", res2, err, res.ID)
+	}
+	want := []string{
+		"POST /products/v2/Catalog/Location",
+		"POST /products/v2/External/LookupSpecial",
+		"GET /products/v2/Catalog/Location/" + res.ID,
+		"PUT /products/v2/Catalog/Location/" + res.ID,
+	}
+	if got := lines(rec.take()); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if got, _ := fake.Lookup(ipaastest.TableLocation, "NORTH"); got["city"] != "Bergen" || fake.Count(ipaastest.TableLocation) != 1 {
+		t.Errorf("record %v (of %d), want city Bergen (of 1)", got, fake.Count(ipaastest.TableLocation))
+	}
+	// Deactivated in iPaaS.com: created anew, as without CreateFirst.
+	if found, err := c.Deactivate(ctx, ipaasclient.KindLocation, "NORTH"); err != nil || !found {
+		t.Fatalf("deactivate: %v, %v", found, err)
+	}
+	res3, err := c.Upsert(ctx, ipaasclient.Location{Name: "NORTH", City: "Tromsø"}, "NORTH", ipaasclient.CreateFirst())
+	if err != nil || !res3.Created || res3.ID == res.ID {
+		t.Fatalf("create first after a delete: %+v, %v", res3, err)
+	}
+}

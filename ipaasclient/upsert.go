@@ -49,7 +49,10 @@ type Result struct {
 // RetryAfter), ErrUnknownKind or ErrInvalidExternalID before any request,
 // or a transport or context error. Upsert does not retry: the caller
 // decides when to try again, which is safe.
-func (c *Client) Upsert(ctx context.Context, rec Record, externalID string) (Result, error) {
+//
+// With CreateFirst, step 1 is skipped: the create goes out first, and a
+// link conflict leads to step 4 as above.
+func (c *Client) Upsert(ctx context.Context, rec Record, externalID string, opts ...UpsertOption) (Result, error) {
 	if rec == nil {
 		return Result{}, errors.New("ipaasclient: upsert: nil record")
 	}
@@ -57,14 +60,30 @@ func (c *Client) Upsert(ctx context.Context, rec Record, externalID string) (Res
 	if !ok {
 		return Result{}, fmt.Errorf("ipaasclient: upsert %q: %w", rec.Kind(), ErrUnknownKind)
 	}
-	res, err := c.upsert(ctx, p, rec, externalID)
+	var o upsertOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	res, err := c.upsert(ctx, p, rec, externalID, o)
 	if err != nil {
 		return Result{}, fmt.Errorf("ipaasclient: upsert %s %q: %w", p.table, externalID, err)
 	}
 	return res, nil
 }
 
-func (c *Client) upsert(ctx context.Context, p kindPaths, rec Record, externalID string) (Result, error) {
+// UpsertOption changes how Upsert goes about its write.
+type UpsertOption func(*upsertOptions)
+
+type upsertOptions struct{ createFirst bool }
+
+// CreateFirst tells Upsert that the record is most likely new (the caller
+// has no record of writing it): one request instead of a look-up and a
+// create. Upsert stays idempotent: iPaaS.com refuses a second link of the
+// external id (BIZL-1003 or BIZL-1005), and Upsert then updates the linked
+// record, at the cost of one refused create.
+func CreateFirst() UpsertOption { return func(o *upsertOptions) { o.createFirst = true } }
+
+func (c *Client) upsert(ctx context.Context, p kindPaths, rec Record, externalID string, o upsertOptions) (Result, error) {
 	if err := validExternalID(externalID); err != nil {
 		return Result{}, err
 	}
@@ -72,12 +91,14 @@ func (c *Client) upsert(ctx context.Context, p kindPaths, rec Record, externalID
 	if err != nil {
 		return Result{}, err
 	}
-	l, err := c.lookup(ctx, p, externalID)
-	if err != nil {
-		return Result{}, err
-	}
-	if l.live() {
-		return Result{ID: l.id}, c.update(ctx, p, l.id, fields)
+	if !o.createFirst {
+		l, err := c.lookup(ctx, p, externalID)
+		if err != nil {
+			return Result{}, err
+		}
+		if l.live() {
+			return Result{ID: l.id}, c.update(ctx, p, l.id, fields)
+		}
 	}
 	id, err := c.create(ctx, p, fields, externalID)
 	if err == nil {

@@ -288,6 +288,7 @@ func (s *Server) postRecord(rt route, body map[string]any) (int, any, *apiError)
 		return 0, nil, aerr
 	}
 	s.counts.creates.Add(1)
+	s.wrote(t, r)
 	return http.StatusOK, t.render(r), nil
 }
 
@@ -327,12 +328,25 @@ func (s *Server) recordCall(method string, rt route, body map[string]any) (int, 
 			return 0, nil, aerr
 		}
 		s.counts.updates.Add(1)
+		s.wrote(t, r)
 	case http.MethodDelete:
 		r.active = false
 		s.counts.deletes.Add(1)
 		return http.StatusNoContent, nil, nil
 	}
 	return http.StatusOK, t.render(r), nil
+}
+
+// wrote tells Options.OnWrite of a write.
+func (s *Server) wrote(t *table, r *record) {
+	if s.opts.OnWrite == nil {
+		return
+	}
+	ext := make([]string, len(r.links))
+	for i, k := range r.links {
+		ext[i] = k.external
+	}
+	s.opts.OnWrite(t.schema.table, ext)
 }
 
 // injected answers a failure set by FailNext.

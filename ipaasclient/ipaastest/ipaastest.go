@@ -96,6 +96,10 @@ type Options struct {
 	// SystemID is the only system_id accepted in look-ups and links.
 	// Default DefaultSystemID (1001).
 	SystemID int
+	// OnWrite, when set, is called after each successful create or update
+	// (PUT) with the table (e.g. "customer") and the external ids linked to
+	// the record: benchmarks time jobs by it. It must not call the Server.
+	OnWrite func(table string, externalIDs []string)
 }
 
 // Server is the fake. Its methods are safe for concurrent use.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -452,5 +453,24 @@ func TestNewServer(t *testing.T) {
 	}
 	if ipaastest.New(ipaastest.Options{}).URL() != "" {
 		t.Error("URL of a server that does not listen")
+	}
+}
+
+func TestOnWriteNamesEachWrite(t *testing.T) {
+	t.Parallel()
+	var got []string
+	c := newClient(t, ipaastest.Options{OnWrite: func(table string, ext []string) {
+		got = append(got, table+":"+strings.Join(ext, ","))
+	}})
+	a := c.do("POST", "/customers/v2/Customer", map[string]any{"customer_number": "C1", "last_name": "Lee", "external_ids": c.ext("C1")})
+	expect(t, "create", a, 200, "")
+	id := a.object()["id"].(string)
+	expect(t, "put", c.do("PUT", "/customers/v2/Customer/"+id, map[string]any{"id": id, "last_name": "Lee-Smith"}), 200, "")
+	// Refused writes and reads are not writes.
+	expect(t, "second create", c.do("POST", "/customers/v2/Customer", map[string]any{"last_name": "X", "external_ids": c.ext("C1")}), 409, "BIZL-1003")
+	expect(t, "get", c.do("GET", "/customers/v2/Customer/"+id, nil), 200, "")
+	expect(t, "delete", c.do("DELETE", "/customers/v2/Customer/"+id, nil), 204, "")
+	if want := []string{"customer:C1", "customer:C1"}; !slices.Equal(got, want) {
+		t.Errorf("OnWrite calls %q, want %q", got, want)
 	}
 }
