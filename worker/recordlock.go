@@ -247,30 +247,80 @@ func lockErr(ctx context.Context, what string, err error) error {
 	return fmt.Errorf("worker: record lock: %s: %w", what, err)
 }
 
+// Version is what the fleet recorded of one record's last write to
+// iPaaS.com: the BC lastModifiedDateTime written and the record's BC id
+// (GUID), read by (*RecordLocks).Version.
+type Version struct {
+	// Modified is the version written; zero when none was recorded.
+	Modified time.Time
+	// ID is the BC id recorded with it (its alias exists), or "".
+	ID string
+
+	rev uint64 // the key's revision; 0 when absent
+}
+
+// A version's value is "<RFC3339Nano time>" or "<time> <BC id>": readable in
+// the bucket, and the time alone is what earlier versions wrote.
+func parseVersion(v []byte) (time.Time, string, error) {
+	ts, id, _ := strings.Cut(string(v), " ")
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	return t, id, err
+}
+
+func formatVersion(t time.Time, id string) []byte {
+	v := t.UTC().Format(time.RFC3339Nano)
+	if id != "" {
+		v += " " + id
+	}
+	return []byte(v)
+}
+
+// Version reads what was recorded of the record's last write (Record).
+func (r *RecordLocks) Version(ctx context.Context, subscription string, typ messages.Type, key string) (Version, error) {
+	k, err := recordKey(versionKeyPrefix, subscription, typ, key)
+	if err != nil {
+		return Version{}, fmt.Errorf("worker: record version: %w", err)
+	}
+	e, err := r.kv.Get(ctx, k)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return Version{}, nil
+	case err != nil:
+		return Version{}, fmt.Errorf("worker: record version: read %s: %w", k, err)
+	}
+	t, id, err := parseVersion(e.Value())
+	if err != nil {
+		return Version{rev: e.Revision()}, fmt.Errorf("worker: record version: %s holds no time: %w", k, err)
+	}
+	return Version{Modified: t, ID: id, rev: e.Revision()}, nil
+}
+
+// Recorded reports whether a write of the record was recorded.
+func (v Version) Recorded() bool { return v.rev != 0 }
+
+// Stale reports whether modified is strictly older than v: a job holding
+// such a read must not write it. A zero modified, or a record with no
+// version written yet, is never stale.
+func (v Version) Stale(modified time.Time) bool {
+	return !modified.IsZero() && modified.Before(v.Modified)
+}
+
 // Stale reports whether modified (the BC record's last modification time)
 // is strictly older than the version last written to iPaaS.com for the
 // record: a job holding such a read must not write it. A zero modified, or
 // a record with no version written yet, is never stale.
 func (r *RecordLocks) Stale(ctx context.Context, subscription string, typ messages.Type, key string, modified time.Time) (bool, error) {
-	k, err := recordKey(versionKeyPrefix, subscription, typ, key)
-	if err != nil {
-		return false, fmt.Errorf("worker: record version: %w", err)
-	}
 	if modified.IsZero() {
+		if _, err := recordKey(versionKeyPrefix, subscription, typ, key); err != nil {
+			return false, fmt.Errorf("worker: record version: %w", err)
+		}
 		return false, nil
 	}
-	e, err := r.kv.Get(ctx, k)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("worker: record version: read %s: %w", k, err)
-	}
-	last, err := time.Parse(time.RFC3339Nano, string(e.Value()))
+	v, err := r.Version(ctx, subscription, typ, key)
 	if err != nil {
-		return false, fmt.Errorf("worker: record version: %s holds no time: %w", k, err)
+		return false, err
 	}
-	return modified.Before(last), nil
+	return v.Stale(modified), nil
 }
 
 // Written records modified as the version written to iPaaS.com for the
@@ -278,6 +328,41 @@ func (r *RecordLocks) Stale(ctx context.Context, subscription string, typ messag
 // the one recorded is ignored, and so is a zero one. A recorded value that is
 // not a time is replaced.
 func (r *RecordLocks) Written(ctx context.Context, subscription string, typ messages.Type, key string, modified time.Time) error {
+	return r.written(ctx, subscription, typ, key, modified, "", nil)
+}
+
+// Record records a write to iPaaS.com of the record whose external id is
+// key, BC id id (a GUID, or "") and lastModifiedDateTime modified, as
+// Written and Alias do, given prior, the Version read before the write: in
+// the usual case one KV write for the version and, for a record seen for
+// the first time, one for its alias.
+func (r *RecordLocks) Record(ctx context.Context, subscription string, typ messages.Type, key string, prior Version, modified time.Time, id string) error {
+	if modified.IsZero() {
+		return r.Alias(ctx, subscription, typ, id, key)
+	}
+	if !messages.IsGUID(id) {
+		id = ""
+	}
+	id = strings.ToLower(id)
+	if err := r.written(ctx, subscription, typ, key, modified, id, &prior); err != nil {
+		return err
+	}
+	if id == "" || prior.ID == id {
+		return nil // the alias was recorded with the version
+	}
+	ak, err := recordKey(aliasKeyPrefix, subscription, typ, id)
+	if err != nil {
+		return fmt.Errorf("worker: record alias: %w", err)
+	}
+	if _, err := r.kv.Put(ctx, ak, []byte(key)); err != nil {
+		return fmt.Errorf("worker: record alias: write %s: %w", ak, err)
+	}
+	return nil
+}
+
+// written sets the version by compare-and-set, starting from prior when
+// known; a conflict means another write landed: look again.
+func (r *RecordLocks) written(ctx context.Context, subscription string, typ messages.Type, key string, modified time.Time, id string, prior *Version) error {
 	k, err := recordKey(versionKeyPrefix, subscription, typ, key)
 	if err != nil {
 		return fmt.Errorf("worker: record version: %w", err)
@@ -285,25 +370,43 @@ func (r *RecordLocks) Written(ctx context.Context, subscription string, typ mess
 	if modified.IsZero() {
 		return nil
 	}
-	value := []byte(modified.UTC().Format(time.RFC3339Nano))
-	// Compare and set; a conflict means another write landed: look again.
 	for {
-		e, err := r.kv.Get(ctx, k)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
+		var rev uint64
+		var last time.Time
+		var lastID string
+		var perr error
+		if prior != nil {
+			rev, last, lastID = prior.rev, prior.Modified, prior.ID
+			prior = nil
+		} else {
+			e, err := r.kv.Get(ctx, k)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				return fmt.Errorf("worker: record version: read %s: %w", k, err)
+			default:
+				rev = e.Revision()
+				last, lastID, perr = parseVersion(e.Value())
+			}
+		}
+		if rev != 0 && perr == nil && !modified.After(last) && (id == "" || id == lastID) {
+			return nil
+		}
+		at, withID := modified, id
+		if withID == "" {
+			withID = lastID
+		}
+		if rev != 0 && perr == nil && at.Before(last) {
+			at = last // keep the newer time; only the id is new
+		}
+		value := formatVersion(at, withID)
+		if rev == 0 {
 			_, err = r.kv.Create(ctx, k, value)
-			if broker.IsConflict(err) {
-				continue
-			}
-		case err != nil:
-		default:
-			if last, perr := time.Parse(time.RFC3339Nano, string(e.Value())); perr == nil && !modified.After(last) {
-				return nil
-			}
-			_, err = r.kv.Update(ctx, k, value, e.Revision())
-			if broker.IsConflict(err) {
-				continue
-			}
+		} else {
+			_, err = r.kv.Update(ctx, k, value, rev)
+		}
+		if broker.IsConflict(err) {
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("worker: record version: write %s: %w", k, err)

@@ -531,3 +531,90 @@ func TestRecordVersionConcurrentWrittenKeepsTheNewest(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordKeepsVersionAndAliasInFewWrites checks Record: the version and
+// the BC id in one value, the alias written only for an id not yet
+// recorded, and a lost race (a prior read before another write) resolved
+// by reading again.
+func TestRecordKeepsVersionAndAliasInFewWrites(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, 0)
+	ctx := testContext(t, 10*time.Second)
+	r := testRecord
+	guid := "6F1C1D3E-0000-4000-8000-00000000A001"
+	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	revision := func(key string) uint64 {
+		t.Helper()
+		en, err := e.kvA.Get(ctx, key)
+		if err != nil {
+			t.Fatalf("get %s: %v", key, err)
+		}
+		return en.Revision()
+	}
+	version := func(l *worker.RecordLocks) worker.Version {
+		t.Helper()
+		v, err := l.Version(ctx, r.sub, r.typ, r.key)
+		if err != nil {
+			t.Fatalf("Version: %v", err)
+		}
+		return v
+	}
+
+	v0 := version(e.a)
+	if !v0.Modified.IsZero() || v0.ID != "" || v0.Stale(base) || v0.Recorded() {
+		t.Fatalf("version of a record never written = %+v", v0)
+	}
+	if err := e.a.Record(ctx, r.sub, r.typ, r.key, v0, base, guid); err != nil {
+		t.Fatal(err)
+	}
+	v1 := version(e.b)
+	if !v1.Modified.Equal(base) || v1.ID != strings.ToLower(guid) || !v1.Recorded() {
+		t.Fatalf("after Record: %+v", v1)
+	}
+	if ext, ok, err := e.b.Resolve(ctx, r.sub, r.typ, guid); err != nil || !ok || ext != r.key {
+		t.Fatalf("Resolve = %q, %v, %v", ext, ok, err)
+	}
+	aliasKey := "id.contoso.customer." + strings.ToLower(guid)
+	aliasRev := revision(aliasKey)
+
+	// A newer write of the same record: the version moves, the alias is
+	// not written again.
+	if err := e.a.Record(ctx, r.sub, r.typ, r.key, v1, base.Add(time.Minute), guid); err != nil {
+		t.Fatal(err)
+	}
+	if got := revision(aliasKey); got != aliasRev {
+		t.Errorf("alias rewritten: revision %d, was %d", got, aliasRev)
+	}
+	if v := version(e.a); !v.Modified.Equal(base.Add(time.Minute)) || !v.Stale(base) {
+		t.Errorf("after the second Record: %+v", v)
+	}
+
+	// v1 is now out of date: Record reads again and keeps the newer time.
+	if err := e.b.Record(ctx, r.sub, r.typ, r.key, v1, base.Add(30*time.Second), guid); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(e.a); !v.Modified.Equal(base.Add(time.Minute)) {
+		t.Errorf("an older Record from a stale read moved the version back: %+v", v)
+	}
+
+	// A version written before ids were recorded (the time alone) gets its
+	// id, and the alias, at the next Record.
+	other := record{"contoso", messages.TypeCustomer, "C00011"}
+	guid2 := "6f1c1d3e-0000-4000-8000-00000000a002"
+	if _, err := e.kvA.Put(ctx, "ver.contoso.customer.C00011", []byte(base.Format(time.RFC3339Nano))); err != nil {
+		t.Fatal(err)
+	}
+	old, err := e.a.Version(ctx, other.sub, other.typ, other.key)
+	if err != nil || !old.Modified.Equal(base) || old.ID != "" {
+		t.Fatalf("legacy version = %+v, %v", old, err)
+	}
+	if err := e.a.Record(ctx, other.sub, other.typ, other.key, old, base, guid2); err != nil {
+		t.Fatal(err)
+	}
+	if ext, ok, err := e.a.Resolve(ctx, other.sub, other.typ, guid2); err != nil || !ok || ext != other.key {
+		t.Fatalf("Resolve after a legacy version = %q, %v, %v", ext, ok, err)
+	}
+	if v, _ := e.a.Version(ctx, other.sub, other.typ, other.key); v.ID != guid2 || !v.Modified.Equal(base) {
+		t.Errorf("legacy version after Record = %+v", v)
+	}
+}

@@ -100,12 +100,13 @@ func upsert[B any, R ipaasclient.Record](
 	// named the record by its GUID or its code.
 	ext := externalID(rec)
 	id, mod := meta(rec)
+	var prior Version
 	if s.Versions != nil {
-		stale, err := s.Versions.Stale(ctx, s.Subscription, job.Type, ext, mod)
-		if err != nil {
+		var err error
+		if prior, err = s.Versions.Version(ctx, s.Subscription, job.Type, ext); err != nil {
 			return err
 		}
-		if stale {
+		if prior.Stale(mod) {
 			zerolog.Ctx(ctx).Info().Time("modified", mod).Msg("BC read older than the version at iPaaS.com: not written")
 			return nil
 		}
@@ -114,15 +115,17 @@ func upsert[B any, R ipaasclient.Record](
 	if err != nil {
 		return err
 	}
-	if _, err := s.IPaaS.Upsert(ctx, out, ext); err != nil {
+	var opts []ipaasclient.UpsertOption
+	if s.Versions != nil && !mod.IsZero() && !prior.Recorded() {
+		// bcsync never wrote this record: most likely new.
+		opts = append(opts, ipaasclient.CreateFirst())
+	}
+	if _, err := s.IPaaS.Upsert(ctx, out, ext, opts...); err != nil {
 		return err
 	}
 	if s.Versions != nil {
 		// If these fail, the job is retried and rewrites the same state.
-		if err := s.Versions.Written(ctx, s.Subscription, job.Type, ext, mod); err != nil {
-			return err
-		}
-		return s.Versions.Alias(ctx, s.Subscription, job.Type, id, ext)
+		return s.Versions.Record(ctx, s.Subscription, job.Type, ext, prior, mod, id)
 	}
 	return nil
 }
