@@ -10,6 +10,9 @@
 //     cached lookup of the company id from the company name;
 //   - server-driven paging (Prefer: odata.maxpagesize and @odata.nextLink)
 //     and delta reads ($filter=lastModifiedDateTime gt ...);
+//   - batched reads by code or number (GetCustomers, GetLocations,
+//     GetShipmentMethods): up to MaxBatchKeys keys in one request, as key
+//     comparisons joined by "or", with Lookup for the keys BC did not find;
 //   - retrying throttled and transient failures with exponential backoff,
 //     jitter and Retry-After (RetryPolicy), and a 401 once with a new token
 //     (TokenInvalidator);

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/url"
 	"slices"
@@ -241,7 +242,7 @@ func (c *call) serveV2(segs []string) {
 	}
 	if !hasKey {
 		s.counters[set].Add(1)
-		c.collection(listing{set: set, ctxPath: ctxPath, spec: filterSpec{eqField: t.eqField, delta: true}, expand: expandable}, rowSource(t.rows))
+		c.collection(listing{set: set, ctxPath: ctxPath, spec: filterSpec{eqField: t.eqField, delta: true}, expand: expandable}, tableSource(t))
 		return
 	}
 	if !c.guidKey(key) {
@@ -321,7 +322,7 @@ func (c *call) serveLines(co *company, orderID, seg string) {
 	ctxPath := "companies(" + co.id + ")/salesOrders(" + order.id + ")/" + SetSalesOrderLines
 	if !hasKey {
 		s.counters[SetSalesOrderLines].Add(1)
-		c.collection(listing{set: SetSalesOrderLines, parent: order.id, ctxPath: ctxPath, spec: filterSpec{delta: true}}, rowSource(order.lines))
+		c.collection(listing{set: SetSalesOrderLines, parent: order.id, ctxPath: ctxPath, spec: filterSpec{delta: true}}, rowSource{rows: order.lines})
 		return
 	}
 	if !c.guidKey(key) || !c.query(queryOptions{}) {
@@ -373,7 +374,7 @@ func (c *call) serveODataV4(segs []string) {
 	ctxPath := "Company(" + url.PathEscape(quote(co.name)) + ")/" + service
 	if !hasKey {
 		s.counters[service].Add(1)
-		c.collection(listing{set: service, ctxPath: ctxPath, spec: filterSpec{eqField: t.eqField}}, rowSource(t.rows))
+		c.collection(listing{set: service, ctxPath: ctxPath, spec: filterSpec{eqField: t.eqField}}, tableSource(t))
 		return
 	}
 	code, err := unquote(lit)
@@ -440,26 +441,63 @@ type source interface {
 	len() int
 	match(i int, f filter) bool
 	raw(i int, expand bool) []byte // the row as served, marshalled
+	// lookup returns the positions, ascending, of the rows that may pass
+	// f, when an index narrows f down; false when every row must be tried.
+	lookup(f filter) ([]int, bool)
 }
 
-// rowSource is a collection of rows.
-type rowSource []*row
+// rowSource is a collection of rows, with the index of one field if at is
+// not nil (see table.at).
+type rowSource struct {
+	rows  []*row
+	field string
+	at    map[string][]int
+}
 
-func (rs rowSource) len() int                   { return len(rs) }
-func (rs rowSource) match(i int, f filter) bool { return f.match(rs[i].fields, rs[i].modified) }
+// tableSource is the rows of t, with its index.
+func tableSource(t *table) rowSource { return rowSource{rows: t.rows, field: t.eqField, at: t.at} }
+
+func (rs rowSource) len() int { return len(rs.rows) }
+func (rs rowSource) match(i int, f filter) bool {
+	return f.match(rs.rows[i].fields, rs.rows[i].modified)
+}
 func (rs rowSource) raw(i int, expand bool) []byte {
 	if expand {
-		b, _ := json.Marshal(rs[i].jsonExpanded())
+		b, _ := json.Marshal(rs.rows[i].jsonExpanded())
 		return b
 	}
-	return rs[i].raw()
+	return rs.rows[i].raw()
+}
+
+// lookup uses the index for the first "eq" term on the indexed field: only
+// rows holding one of its values can pass f.
+func (rs rowSource) lookup(f filter) ([]int, bool) {
+	if rs.at == nil {
+		return nil, false
+	}
+	for _, t := range f {
+		if t.op != "eq" || t.field != rs.field {
+			continue
+		}
+		if len(t.values) == 1 {
+			return rs.at[t.values[0]], true
+		}
+		var pos []int
+		for _, v := range t.values {
+			pos = append(pos, rs.at[v]...)
+		}
+		slices.Sort(pos)
+		return slices.Compact(pos), true
+	}
+	return nil, false
 }
 
 // mapSource is a collection of rows already as served (companies).
 type mapSource []map[string]any
 
-func (ms mapSource) len() int                   { return len(ms) }
-func (ms mapSource) match(i int, f filter) bool { return f.match(ms[i], time.Time{}) }
+func (ms mapSource) len() int                    { return len(ms) }
+func (ms mapSource) match(i int, f filter) bool  { return f.match(ms[i], time.Time{}) }
+func (ms mapSource) lookup(filter) ([]int, bool) { return nil, false }
 func (ms mapSource) raw(i int, _ bool) []byte {
 	b, _ := json.Marshal(ms[i])
 	return b
@@ -515,7 +553,7 @@ func (c *call) collection(l listing, src source) {
 	body.WriteString(`,"value":[`) // [], never null
 	n, next := 0, 0
 	c.s.mu.RLock()
-	for i := offset; i < src.len(); i++ {
+	for i := range candidates(src, f, offset) {
 		if !src.match(i, f) {
 			continue
 		}
@@ -549,6 +587,27 @@ func (c *call) collection(l listing, src source) {
 	c.w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	c.w.WriteHeader(http.StatusOK)
 	_, _ = c.w.Write(body.Bytes())
+}
+
+// candidates yields, ascending, the positions from offset on of the rows
+// of src that may pass f: those its index finds, else every one.
+func candidates(src source, f filter, offset int) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		if pos, ok := src.lookup(f); ok {
+			j, _ := slices.BinarySearch(pos, offset)
+			for _, i := range pos[j:] {
+				if !yield(i) {
+					return
+				}
+			}
+			return
+		}
+		for i := offset; i < src.len(); i++ {
+			if !yield(i) {
+				return
+			}
+		}
+	}
 }
 
 // jsonString marshals a string.

@@ -390,12 +390,18 @@ func (s *Server) Record(set, key string) (map[string]any, bool) {
 func (s *Server) Update(set, key string, fn func(fields map[string]any)) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.companies[0].find(set, key)
+	t := s.companies[0].tables[set]
+	if t == nil {
+		return false
+	}
+	r := t.find(key)
 	if r == nil {
 		return false
 	}
+	was, indexed := t.eqValue(r)
 	fn(r.fields)
 	r.touch(s.now())
+	t.reindex(r, was, indexed)
 	return true
 }
 
@@ -410,8 +416,11 @@ func (s *Server) Rename(set, key, newKey string) bool {
 	if r == nil || r.keyField == "id" || newKey == "" || c.find(set, newKey) != nil {
 		return false
 	}
-	c.tables[set].rekey(r, newKey)
+	t := c.tables[set]
+	was, indexed := t.eqValue(r)
+	t.rekey(r, newKey)
 	r.touch(s.now())
+	t.reindex(r, was, indexed)
 	return true
 }
 

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -27,17 +28,26 @@ type company struct {
 }
 
 // table is one entity set. Rows are never added nor removed after
-// generation, so an index into rows is stable (next links rely on it).
+// generation, so an index into rows is stable (next links and at rely on
+// it).
 type table struct {
 	keyField string // "code", "number", "Code", or "id" for lines
 	eqField  string // the field $filter accepts "eq" on; "" for none
 	rows     []*row // in key order
 	byKey    map[string]*row
 	byID     map[string]*row // by lower-case id
+	// at indexes eqField: the positions in rows of the rows whose eqField
+	// holds each value, ascending; nil when eqField is "". Every write of
+	// a row's eqField keeps it up to date (add, rekey, reindex).
+	at map[string][]int
 }
 
 func newTable(keyField, eqField string) *table {
-	return &table{keyField: keyField, eqField: eqField, byKey: map[string]*row{}, byID: map[string]*row{}}
+	t := &table{keyField: keyField, eqField: eqField, byKey: map[string]*row{}, byID: map[string]*row{}}
+	if eqField != "" {
+		t.at = map[string][]int{}
+	}
+	return t
 }
 
 func (t *table) add(r *row) {
@@ -46,13 +56,52 @@ func (t *table) add(r *row) {
 	if r.id != "" {
 		t.byID[strings.ToLower(r.id)] = r
 	}
+	if v, ok := t.eqValue(r); ok {
+		t.at[v] = append(t.at[v], len(t.rows)-1) // the largest position yet
+	}
 }
 
-// rekey changes the key of r.
+// rekey changes the key of r. Call reindex after touching r.
 func (t *table) rekey(r *row, key string) {
 	delete(t.byKey, r.key)
 	r.key = key
 	t.byKey[key] = r
+}
+
+// eqValue returns the value of r's eqField, if it is one $filter can
+// match: a string.
+func (t *table) eqValue(r *row) (string, bool) {
+	if t.at == nil {
+		return "", false
+	}
+	v, ok := r.fields[t.eqField].(string)
+	return v, ok
+}
+
+// reindex moves r in at after a change of its fields: was and indexed are
+// eqValue(r) before the change.
+func (t *table) reindex(r *row, was string, indexed bool) {
+	now, ok := t.eqValue(r)
+	if ok == indexed && now == was {
+		return
+	}
+	i := slices.Index(t.rows, r)
+	if indexed {
+		pos := t.at[was]
+		if j, found := slices.BinarySearch(pos, i); found {
+			pos = slices.Delete(pos, j, j+1)
+		}
+		if len(pos) == 0 {
+			delete(t.at, was)
+		} else {
+			t.at[was] = pos
+		}
+	}
+	if ok {
+		pos := t.at[now]
+		j, _ := slices.BinarySearch(pos, i)
+		t.at[now] = slices.Insert(pos, j, i)
+	}
 }
 
 // find returns the row whose key or id is key.

@@ -30,11 +30,20 @@
 //	                                           customers, items, salesOrders: number; price groups: Code
 //	lastModifiedDateTime gt 2026-01-02T03:04:05.678Z   every API v2.0 set but companies
 //
+// or up to MaxOrTerms (100) key comparisons of the same field joined by
+// "or" (a read of many records by key):
+//
+//	<key> eq '<literal>' or <key> eq '<literal>' ...
+//
 // The datetime is not quoted, is UTC ("Z"), with or without fractional
-// seconds; quotes inside a string literal are doubled. "or" across two
-// fields is refused as BC refuses it, and bctest refuses every other "or",
-// operator, function and field: 400 BadRequest_InvalidFilter. Pages hold at
-// most "Prefer: odata.maxpagesize" rows and at most Options.MaxPageSize.
+// seconds; quotes inside a string literal are doubled and the comparison is
+// exact (case-sensitive). "or" across two fields is refused as BC refuses
+// it; bctest also refuses "or" mixed with "and", "or" between other
+// comparisons, more than MaxOrTerms of them, and every other operator,
+// function, parenthesis and field: 400 BadRequest_InvalidFilter. Rows come
+// in the collection's order whatever the order of the comparisons; a key
+// comparison is answered from an index, not a scan. Pages hold at most
+// "Prefer: odata.maxpagesize" rows and at most Options.MaxPageSize.
 //
 // # Limits
 //

@@ -18,12 +18,15 @@ type filterSpec struct {
 	delta   bool   // "lastModifiedDateTime gt <DateTimeOffset>"
 }
 
-// filterTerm is one comparison.
+// MaxOrTerms is the most comparisons a $filter may join with "or".
+const MaxOrTerms = 100
+
+// filterTerm is one comparison, or comparisons of one field joined by "or".
 type filterTerm struct {
-	field string
-	op    string    // "eq" or "gt"
-	value string    // eq: the value of the string literal
-	after time.Time // gt
+	field  string
+	op     string    // "eq" or "gt"
+	values []string  // eq: the values of the string literals, distinct; one unless joined by "or"
+	after  time.Time // gt
 }
 
 // filter is a conjunction of comparisons; the empty filter keeps every row.
@@ -35,7 +38,8 @@ func (f filter) match(fields map[string]any, modified time.Time) bool {
 	for _, t := range f {
 		switch t.op {
 		case "eq":
-			if fields[t.field] != t.value {
+			v, ok := fields[t.field].(string)
+			if !ok || !slices.Contains(t.values, v) {
 				return false
 			}
 		case "gt":
@@ -52,17 +56,19 @@ func (f filter) match(fields map[string]any, modified time.Time) bool {
 var dateTimeOffset = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z$`)
 
 // parseFilter parses a $filter: comparisons allowed by spec, joined by
-// "and". BC rejects "or" across two fields; bctest rejects every "or",
-// parentheses, functions and any other operator.
+// "and"; or up to MaxOrTerms "<spec.eqField> eq '<literal>'" joined by "or",
+// which becomes one term with every value. BC rejects "or" across two
+// fields; bctest also rejects "or" between other comparisons, "or" mixed
+// with "and", parentheses, functions and any other operator.
 func parseFilter(expr string, spec filterSpec) (filter, error) {
 	toks, err := filterTokens(expr)
 	if err != nil {
 		return nil, err
 	}
 	if len(toks)%4 != 3 {
-		return nil, errors.New("expected <field> <operator> <value>, joined by 'and'")
+		return nil, errors.New("expected <field> <operator> <value>, joined by 'and' or 'or'")
 	}
-	var or bool
+	var and, or bool
 	var fields []string // distinct, in order
 	for i := 0; i < len(toks); i += 4 {
 		if !slices.Contains(fields, toks[i]) {
@@ -71,6 +77,7 @@ func parseFilter(expr string, spec filterSpec) (filter, error) {
 		if i+3 < len(toks) {
 			switch toks[i+3] {
 			case "and":
+				and = true
 			case "or":
 				or = true
 			default:
@@ -78,17 +85,34 @@ func parseFilter(expr string, spec filterSpec) (filter, error) {
 			}
 		}
 	}
+	n := len(toks)/4 + 1 // comparisons
 	if or {
-		if len(fields) > 1 {
+		switch {
+		case len(fields) > 1:
 			return nil, fmt.Errorf("'or' across different fields (%s) is not supported", strings.Join(fields, ", "))
+		case and:
+			return nil, errors.New("bctest does not support 'or' mixed with 'and'")
+		case n > MaxOrTerms:
+			return nil, fmt.Errorf("%d comparisons joined by 'or': bctest takes at most %d", n, MaxOrTerms)
 		}
-		return nil, errors.New("bctest does not support 'or'")
 	}
-	f := make(filter, 0, len(toks)/4+1)
+	f := make(filter, 0, n)
 	for i := 0; i < len(toks); i += 4 {
 		t, err := parseTerm(toks[i], toks[i+1], toks[i+2], spec)
 		if err != nil {
 			return nil, err
+		}
+		if or && i > 0 {
+			if !slices.Contains(f[0].values, t.values[0]) {
+				f[0].values = append(f[0].values, t.values[0])
+			}
+			continue
+		}
+		if or && t.op != "eq" {
+			if spec.eqField == "" {
+				return nil, errors.New("'or' is not supported on this collection")
+			}
+			return nil, fmt.Errorf("bctest supports 'or' between '%s eq <string>' comparisons only", spec.eqField)
 		}
 		f = append(f, t)
 	}
@@ -120,7 +144,7 @@ func parseTerm(field, op, lit string, spec filterSpec) (filterTerm, error) {
 		if err != nil {
 			return filterTerm{}, err
 		}
-		return filterTerm{field: field, op: op, value: v}, nil
+		return filterTerm{field: field, op: op, values: []string{v}}, nil
 	}
 	var can []string
 	if spec.eqField != "" {
