@@ -587,3 +587,27 @@ func TestE2ETwoSubscriptionsUseTheirOwnCompanies(t *testing.T) {
 		t.Error("each subscription should have used its own app registration")
 	}
 }
+
+// TestE2EConcurrentJobsReadBCInBatches: jobs of one type running at once
+// read their BC records together (one request for many), so a burst costs
+// far fewer requests from BC's budget than jobs; every record still lands.
+func TestE2EConcurrentJobsReadBCInBatches(t *testing.T) {
+	t.Parallel()
+	const n = 120
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Customers: n}})
+	// A slow BC: while one read runs, the other jobs' reads gather.
+	e.bc.SetLatency(30 * time.Millisecond)
+	e.startWorker("w1", zerolog.Nop(), nil)
+	e.publish(messages.TypeCustomer, e.bc.CustomerNumbers()...)
+	waitFor(t, 60*time.Second, "all jobs acked", func() bool { return e.stats.Acked.Load() == n })
+	if got := e.ip.Count("customer"); got != n {
+		t.Errorf("iPaaS.com holds %d customers, want %d", got, n)
+	}
+	reads := e.bc.Stats().APIRequests // the company's look-up included
+	t.Logf("%d customer jobs read BC in %d requests (pages of 7 rows)", n, reads)
+	// One request per job without batching; batches of up to 8 (the
+	// worker's concurrency) take at least two pages of 7 each.
+	if reads >= n*2/3 {
+		t.Errorf("%d BC requests for %d jobs: reads not batched", reads, n)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bcsync/bcsync/bcclient"
@@ -30,6 +31,40 @@ type Syncer struct {
 	Subscription string
 	// Bulk handles initialize and delta jobs; nil refuses them.
 	Bulk *Bulk
+
+	readsOnce sync.Once
+	reads     struct {
+		customers       *batchReader[bcclient.Customer]
+		locations       *batchReader[bcclient.Location]
+		shipmentMethods *batchReader[bcclient.ShipmentMethod]
+	}
+}
+
+// newBatchReader reads records of one type by code or number, many in one
+// BC request when several jobs want them at once.
+func newBatchReader[B any](one func(context.Context, string) (B, error), many func(context.Context, []string) (map[string]B, error)) *batchReader[B] {
+	return &batchReader[B]{
+		one: one, many: many,
+		absent: func(key string) error {
+			_, err := bcclient.Lookup[B](nil, key)
+			return err
+		},
+		batchable: func(key string) bool { return !bcclient.IsGUID(key) },
+		refused:   func(err error) bool { return errors.Is(err, bcclient.ErrInvalidKey) },
+		max:       bcclient.MaxBatchKeys,
+		// Two requests at once per type and worker: while they run, the
+		// jobs arriving gather into the next.
+		inflight: 2,
+		timeout:  2 * time.Minute,
+	}
+}
+
+func (s *Syncer) initReads() {
+	s.readsOnce.Do(func() {
+		s.reads.customers = newBatchReader(s.BC.GetCustomer, s.BC.GetCustomers)
+		s.reads.locations = newBatchReader(s.BC.GetLocation, s.BC.GetLocations)
+		s.reads.shipmentMethods = newBatchReader(s.BC.GetShipmentMethod, s.BC.GetShipmentMethods)
+	})
 }
 
 var _ Handler = (*Syncer)(nil)
@@ -51,12 +86,13 @@ func (s *Syncer) Handle(ctx context.Context, job *messages.Job) error {
 }
 
 func (s *Syncer) upsert(ctx context.Context, job *messages.Job) error {
+	s.initReads()
 	switch job.Type {
 	case messages.TypeLocation:
-		return upsert(ctx, s, job, s.BC.GetLocation, locationKeyMatches, mapping.Location, mapping.LocationExternalID,
+		return upsert(ctx, s, job, s.reads.locations.get, locationKeyMatches, mapping.Location, mapping.LocationExternalID,
 			func(r bcclient.Location) (string, time.Time) { return r.ID, r.LastModifiedDateTime })
 	case messages.TypeShippingMethod:
-		return upsert(ctx, s, job, s.BC.GetShipmentMethod, shipmentMethodKeyMatches, mapping.ShippingMethod, mapping.ShippingMethodExternalID,
+		return upsert(ctx, s, job, s.reads.shipmentMethods.get, shipmentMethodKeyMatches, mapping.ShippingMethod, mapping.ShippingMethodExternalID,
 			func(r bcclient.ShipmentMethod) (string, time.Time) { return r.ID, r.LastModifiedDateTime })
 	case messages.TypeCustomerCategory:
 		// Price groups carry no id nor modification time: the record lock
@@ -64,7 +100,7 @@ func (s *Syncer) upsert(ctx context.Context, job *messages.Job) error {
 		return upsert(ctx, s, job, s.BC.GetCustomerPriceGroup, priceGroupKeyMatches, mapping.CustomerCategory, mapping.CustomerCategoryExternalID,
 			func(bcclient.CustomerPriceGroup) (string, time.Time) { return "", time.Time{} })
 	case messages.TypeCustomer:
-		return upsert(ctx, s, job, s.BC.GetCustomer, customerKeyMatches, mapping.Customer, mapping.CustomerExternalID,
+		return upsert(ctx, s, job, s.reads.customers.get, customerKeyMatches, mapping.Customer, mapping.CustomerExternalID,
 			func(r bcclient.Customer) (string, time.Time) { return r.ID, r.LastModifiedDateTime })
 	}
 	return Permanent(fmt.Errorf("type %q is not synced by this worker version", job.Type))
