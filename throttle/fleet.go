@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,8 +36,30 @@ type FleetConfig struct {
 	// that outlives its lease lets one more in than MaxConcurrency, which
 	// BC queues rather than refuses. Default 15s: far longer than a
 	// request usually takes, short enough that a killed worker's leases do
-	// not stall the fleet.
+	// not stall the fleet. At least 1s; the store counts whole seconds.
 	LeaseTTL time.Duration
+	// LeaseHold is how long, from its creation, a process may keep a
+	// concurrency lease for its own next requests. A lease released
+	// earlier stays with the process: it is handed to a goroutine of the
+	// process waiting for a slot, or kept idle for the next Acquire, with
+	// no KV round trip either way. A lease released later is deleted, so
+	// that processes waiting for a slot get their turn; while another
+	// process is known to wait, a lease given back is left to it for 100ms
+	// before this process takes it again. Default 250ms: a busy process
+	// then pays a KV create and delete per lease every 250ms (about 1ms of
+	// round trips, under 1% of the lease's time), and a waiting process
+	// gets a slot within about LeaseHold plus one poll of the lease keys
+	// (at most 50ms). At most half of LeaseTTL, so that a lease is never
+	// reused past half of its TTL. Negative: every release deletes its
+	// lease (a KV create and delete per request).
+	LeaseHold time.Duration
+	// LeaseIdle is how long a released lease stays idle with the process
+	// before it is deleted (or less, when its LeaseHold ends first).
+	// Default 20ms: twenty or more KV round trips, so that a busy
+	// process, whose goroutines acquire again within milliseconds, keeps
+	// its leases, while a lease its process no longer needs holds back
+	// other processes for less than one poll of theirs (up to 50ms).
+	LeaseIdle time.Duration
 	// Slots divides the window to count grants. The budget is counted over
 	// Window plus 3% (one slot, and 2% for the time between a grant and the
 	// request's arrival, which varies; a grant whose compare-and-set took
@@ -68,6 +89,12 @@ type Stats struct {
 	// answered slowly (more than 1% of the window); Stale those left
 	// counted and unused because it stayed slow.
 	Restamped, Stale atomic.Int64
+	// LeasesCreated counts concurrency leases created in the bucket (a KV
+	// create each); LeasesReused acquires served by a lease the process
+	// already held (no KV round trip); LeasesDeleted leases given back to
+	// the fleet (a KV delete each; a failed one leaves the lease to its
+	// TTL and is not counted).
+	LeasesCreated, LeasesReused, LeasesDeleted atomic.Int64
 }
 
 // Fleet is a fleet-wide Limiter: a sliding-window request budget and a
@@ -79,7 +106,6 @@ type Fleet struct {
 	rateKey  string
 	pauseKey string
 	ring     int // slots counted: the window and a margin
-	leaseKey func(i int) string
 
 	// turn lets one goroutine of this process at a time take from the
 	// budget, so that only processes, not goroutines, race on the CAS.
@@ -93,7 +119,14 @@ type Fleet struct {
 
 	pausedUntil atomic.Int64 // unix nanoseconds, cached from the bucket
 	watchOnce   sync.Once
-	stop        context.CancelFunc
+
+	leases leases
+
+	// life ends with Close; bg counts the goroutines that end with it
+	// (the watch of the bucket, the janitor of idle leases).
+	life context.Context
+	stop context.CancelFunc
+	bg   sync.WaitGroup
 }
 
 // NewFleet checks the configuration.
@@ -108,11 +141,14 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.Requests <= 0 || cfg.Window <= 0 || cfg.MaxConcurrency <= 0 {
 		errs = append(errs, errors.New("Requests, Window and MaxConcurrency must be positive"))
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("throttle: %w", errors.Join(errs...))
-	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 15 * time.Second
+	}
+	if cfg.LeaseHold == 0 {
+		cfg.LeaseHold = 250 * time.Millisecond
+	}
+	if cfg.LeaseIdle <= 0 {
+		cfg.LeaseIdle = 20 * time.Millisecond
 	}
 	if cfg.Slots <= 0 {
 		cfg.Slots = 100
@@ -120,12 +156,23 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.Stats == nil {
 		cfg.Stats = &Stats{}
 	}
+	// The server counts a key's TTL in whole seconds, at least one.
+	ttl := cfg.LeaseTTL.Truncate(time.Second)
+	if ttl < time.Second {
+		errs = append(errs, fmt.Errorf("LeaseTTL %v must be at least 1s (the store counts whole seconds)", cfg.LeaseTTL))
+	} else if cfg.LeaseHold > ttl/2 {
+		errs = append(errs, fmt.Errorf("LeaseHold %v must be at most half of LeaseTTL (%v as the store counts it)", cfg.LeaseHold, ttl))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("throttle: %w", errors.Join(errs...))
+	}
 	f := &Fleet{cfg: cfg, slot: cfg.Window / time.Duration(cfg.Slots), ring: cfg.Slots + cfg.Slots/50 + 1,
 		rateKey: "rate." + cfg.Name, pauseKey: "pause." + cfg.Name, turn: make(chan struct{}, 1)}
 	if f.slot <= 0 {
 		f.slot = time.Millisecond
 	}
-	f.leaseKey = func(i int) string { return "lease." + cfg.Name + "." + strconv.Itoa(i) }
+	f.life, f.stop = context.WithCancel(context.Background())
+	f.leases.init(cfg, ttl)
 	return f, nil
 }
 
@@ -144,29 +191,40 @@ func validName(s string) bool {
 // Stats returns the limiter's counters.
 func (f *Fleet) Stats() *Stats { return f.cfg.Stats }
 
-// Close stops watching the pause key.
+// Close stops watching the bucket, deletes the concurrency leases the
+// process holds idle, and returns once its goroutines ended. Leases in use
+// are deleted when released. The Fleet still works after Close, without
+// keeping leases: every release deletes its lease.
 func (f *Fleet) Close() {
-	if f.stop != nil {
-		f.stop()
+	idle, ok := f.leases.close()
+	if !ok {
+		return
+	}
+	f.stop()
+	f.bg.Wait()
+	for _, l := range idle {
+		f.giveBack(l)
 	}
 }
 
 // Acquire waits for a concurrency lease, for the end of a pause, and for
 // the request budget, in that order, so that a request is sent right after
-// its budget was granted. release gives the lease back.
+// its budget was granted. release gives the lease back to the process, which
+// keeps it for its next request for a while (see FleetConfig.LeaseHold);
+// calling it again does nothing.
 func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
-	f.watchPause()
+	f.watch()
 	start := time.Now()
 	defer func() { f.cfg.Stats.Waited.Add(int64(time.Since(start))) }()
-	lease, err := f.lease(ctx)
+	l, err := f.lease(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var released atomic.Bool
 	release = func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		// If this fails, the lease's TTL ends it.
-		_ = f.cfg.KV.Delete(dctx, lease)
+		if released.CompareAndSwap(false, true) {
+			f.putBack(l)
+		}
 	}
 	if err := f.waitPause(ctx); err != nil {
 		release()
@@ -178,33 +236,6 @@ func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
 	}
 	f.cfg.Stats.Granted.Add(1)
 	return release, nil
-}
-
-// lease takes one of MaxConcurrency lease keys, created with a TTL.
-func (f *Fleet) lease(ctx context.Context) (string, error) {
-	n := f.cfg.MaxConcurrency
-	waited := false
-	for attempt := 0; ; attempt++ {
-		off := rand.IntN(n)
-		for i := range n {
-			key := f.leaseKey((off + i) % n)
-			_, err := f.cfg.KV.Create(ctx, key, nil, jetstream.KeyTTL(f.cfg.LeaseTTL))
-			if err == nil {
-				return key, nil
-			}
-			if !broker.IsConflict(err) {
-				return "", fmt.Errorf("throttle: %s: take a concurrency lease: %w", f.cfg.Name, err)
-			}
-		}
-		if !waited {
-			waited = true
-			f.cfg.Stats.LeaseWaits.Add(1)
-		}
-		// Every lease is taken: poll again shortly (leases last a request).
-		if err := sleep(ctx, jitter(min(time.Duration(attempt+1)*2*time.Millisecond, 50*time.Millisecond))); err != nil {
-			return "", err
-		}
-	}
 }
 
 // grant takes one request from the sliding-window budget, waiting until the
@@ -398,17 +429,20 @@ func (f *Fleet) Throttled(d time.Duration) {
 	}
 }
 
-// watchPause keeps pausedUntil in step with the bucket.
-func (f *Fleet) watchPause() {
+// watch keeps pausedUntil in step with the bucket, and learns when other
+// processes wait for a concurrency lease (see announceWant).
+func (f *Fleet) watch() {
 	f.watchOnce.Do(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		f.stop = cancel
-		w, err := f.cfg.KV.Watch(ctx, f.pauseKey)
+		if !f.leases.startBackground(&f.bg) {
+			return // closed
+		}
+		w, err := f.cfg.KV.WatchFiltered(f.life, []string{f.pauseKey, f.leases.wantPrefix + "*"})
 		if err != nil {
-			cancel()
+			f.bg.Done()
 			return
 		}
 		go func() {
+			defer f.bg.Done()
 			defer w.Stop()
 			for {
 				select {
@@ -416,12 +450,18 @@ func (f *Fleet) watchPause() {
 					if !ok {
 						return
 					}
-					if e != nil && e.Operation() == jetstream.KeyValuePut {
+					if e == nil || e.Operation() != jetstream.KeyValuePut {
+						continue
+					}
+					switch key := e.Key(); {
+					case key == f.pauseKey:
 						if v := decodeTime(e.Value()); v > f.pausedUntil.Load() {
 							f.pausedUntil.Store(v)
 						}
+					case key != f.leases.wantKey:
+						f.leases.othersWant(time.Now())
 					}
-				case <-ctx.Done():
+				case <-f.life.Done():
 					return
 				}
 			}

@@ -3,9 +3,13 @@ package throttle_test
 import (
 	"context"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 type acquirer interface {
@@ -46,5 +50,50 @@ func checkWindow(t *testing.T, grants []time.Time, budget int, minGap time.Durat
 		if i+budget < len(grants) && grants[i+budget].Sub(grants[i]) < minGap {
 			t.Fatalf("%d grants within %v (grants %d..%d): the budget is exceeded", budget+1, grants[i+budget].Sub(grants[i]), i, i+budget)
 		}
+	}
+}
+
+// countingKV counts the KV round trips a limiter makes: all of them, and
+// the creates and deletes of concurrency leases.
+type countingKV struct {
+	jetstream.KeyValue
+	calls, leaseCreates, leaseDeletes atomic.Int64
+}
+
+func (c *countingKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	c.calls.Add(1)
+	if strings.HasPrefix(key, "lease.") {
+		c.leaseCreates.Add(1)
+	}
+	return c.KeyValue.Create(ctx, key, value, opts...)
+}
+
+func (c *countingKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	c.calls.Add(1)
+	if strings.HasPrefix(key, "lease.") {
+		c.leaseDeletes.Add(1)
+	}
+	return c.KeyValue.Delete(ctx, key, opts...)
+}
+
+func (c *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	c.calls.Add(1)
+	return c.KeyValue.Get(ctx, key)
+}
+
+func (c *countingKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	c.calls.Add(1)
+	return c.KeyValue.Update(ctx, key, value, rev)
+}
+
+// waitFor polls cond until it holds, or fails the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
