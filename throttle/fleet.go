@@ -286,10 +286,12 @@ func (f *Fleet) grant(ctx context.Context) error {
 			continue
 		}
 		if used := b.used(); used < f.cfg.Requests {
-			// Take permits for the goroutines queued behind this one too
-			// (within the slot's share and the budget), so that a busy
-			// process pays one compare-and-set for several requests.
-			n := min(int(f.queued.Load())+1, int(f.slotCap()-b.at(cur)), f.cfg.Requests-used)
+			// Take permits for the goroutines queued behind this one too,
+			// and a few for the requests about to come (a sixteenth of a
+			// slot's share; those unused when the slot ends are lost),
+			// within the slot's share and the budget, so that a busy
+			// process pays one compare-and-set for many requests.
+			n := min(int(f.queued.Load())+1+int(f.slotCap()/16), int(f.slotCap()-b.at(cur)), f.cfg.Requests-used)
 			b.addN(cur, uint32(n))
 			if rev == 0 {
 				_, err = f.cfg.KV.Create(ctx, f.rateKey, b.encode())
