@@ -132,8 +132,13 @@ func runThrottleBench(ctx context.Context, o throttleBench, mode benchMode, prog
 	if err != nil {
 		return throttleResult{}, err
 	}
-	for _, k := range bc.LocationCodes() {
-		if _, _, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: "bench", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: k}); err != nil {
+	// Jobs keyed by BC id (GUID) read BC one request each, as this
+	// benchmark of the request budget needs; jobs keyed by code would read
+	// many locations per request.
+	for _, code := range bc.LocationCodes() {
+		r, _ := bc.Record(bctest.SetLocations, code)
+		id, _ := r["id"].(string)
+		if _, _, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: "bench", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: id}); err != nil {
 			return throttleResult{}, err
 		}
 	}

@@ -1,21 +1,25 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bcsync/bcsync/bcclient/bctest"
 	"github.com/bcsync/bcsync/broker"
-	"github.com/bcsync/bcsync/config"
 	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
@@ -26,6 +30,7 @@ import (
 
 type pipelineBench struct {
 	jobs, e2eJobs, concurrency, workers int
+	cpuProfile                          string
 }
 
 func newBenchPipelineCmd() *cobra.Command {
@@ -48,6 +53,17 @@ func newBenchPipelineCmd() *cobra.Command {
 			if o.jobs < 1 || o.e2eJobs < 0 || o.concurrency < 1 || o.workers < 1 {
 				return errors.New("need --jobs >= 1, --e2e-jobs >= 0, --concurrency >= 1, --workers >= 1")
 			}
+			if o.cpuProfile != "" {
+				f, err := os.Create(o.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return runPipelineBench(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
@@ -56,6 +72,7 @@ func newBenchPipelineCmd() *cobra.Command {
 	f.IntVar(&o.e2eJobs, "e2e-jobs", 5000, "customer jobs for the end-to-end measurement (0: skip)")
 	f.IntVar(&o.concurrency, "concurrency", 64, "jobs at once in (a)")
 	f.IntVar(&o.workers, "workers", 2, "workers in (b)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	return cmd
 }
 
@@ -182,79 +199,193 @@ func benchLoop(ctx context.Context, b *broker.Broker, o pipelineBench) (time.Dur
 	return time.Since(start), nil
 }
 
-// benchE2E runs o.e2eJobs customer jobs through o.workers workers against
-// the simulators.
+// benchE2E runs o.e2eJobs customer jobs through o.workers worker processes
+// (this binary's "worker" command) against the simulators, which run in this
+// process with the broker. A job's latency runs from just before its publish
+// to its write at the iPaaS.com simulator; the run ends when every job is
+// acknowledged.
 func benchE2E(ctx context.Context, b *broker.Broker, o pipelineBench, out io.Writer) error {
+	var (
+		mu       sync.Mutex
+		enqueued = make(map[string]time.Time, o.e2eJobs)
+		lat      = make([]time.Duration, 0, o.e2eJobs)
+	)
+	ip := ipaastest.NewServer(ipaastest.Options{OnWrite: func(table string, ext []string) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range ext {
+			if at, ok := enqueued[e]; ok && table == ipaastest.TableCustomer {
+				lat = append(lat, now.Sub(at))
+				delete(enqueued, e)
+			}
+		}
+	}})
+	defer ip.Close()
 	bc := bctest.NewServer(bctest.Options{Customers: o.e2eJobs, Budget: -1})
 	defer bc.Close()
-	ip := ipaastest.NewServer(ipaastest.Options{})
-	defer ip.Close()
-	sc := newSimConfig("bench", bc, bc.URL(), ip, ip.URL())
-	cfg, err := config.Parse([]byte(renderSimConfig(sc)), config.MapEnv(map[string]string{sc.SecretEnv: bc.ClientSecret(), sc.KeyEnv: ip.APIKey()}))
+	dir, err := os.MkdirTemp("", "bcsync-bench-e2e-")
 	if err != nil {
 		return err
 	}
-	var mu sync.Mutex
-	var lat []time.Duration
-	observe := func(job *messages.Job, outcome string) {
-		if job == nil || outcome != "acked" {
-			return
-		}
-		d := time.Since(job.EnqueuedAt)
-		mu.Lock()
-		lat = append(lat, d)
-		mu.Unlock()
+	defer os.RemoveAll(dir)
+	sc := newSimConfig("bench", bc, bc.URL(), ip, ip.URL())
+	sc.NATSURL = b.ClientURL()
+	// The simulators take any number of calls at once: let the fleet run
+	// 64 iPaaS.com calls at once rather than the 10 of the demo's setting.
+	// BC keeps its 5.
+	sc.IPaaSConcurrency = 64
+	cfgPath := filepath.Join(dir, "bcsync.yaml")
+	if err := os.WriteFile(cfgPath, []byte(renderSimConfig(sc)), 0o600); err != nil {
+		return err
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for i := range o.workers {
-		wb, err := broker.Connect(ctx, broker.Options{URL: b.ClientURL(), Log: zerolog.Nop()})
-		if err != nil {
-			cancel()
-			return err
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var procs []*exec.Cmd
+	exited := make(chan error, o.workers) // one per worker that ended
+	running := 0
+	defer func() {
+		// SIGTERM: the workers drain and exit; a stuck one is killed.
+		for _, p := range procs {
+			_ = p.Process.Signal(syscall.SIGTERM)
 		}
-		defer wb.Close()
-		wg.Go(func() {
-			_ = worker.Run(wctx, cfg, worker.Options{Broker: wb, ID: fmt.Sprintf("bench-%d", i+1), PollWait: 200 * time.Millisecond, Log: zerolog.Nop(), Observe: observe})
+		kill := time.AfterFunc(30*time.Second, func() {
+			for _, p := range procs {
+				_ = p.Process.Kill()
+			}
 		})
-	}
-	defer func() { cancel(); wg.Wait() }()
-	// Warm up: the token, the company, the streams and consumers.
-	time.Sleep(500 * time.Millisecond)
-	start := time.Now()
-	for _, k := range bc.CustomerNumbers() {
-		if _, _, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: "bench", Type: messages.TypeCustomer, Op: messages.OpUpsert, Key: k}); err != nil {
-			return err
+		defer kill.Stop()
+		for range running {
+			<-exited
+		}
+	}()
+	// alive fails when a worker ended before its time, with its log.
+	alive := func() error {
+		select {
+		case err := <-exited:
+			running--
+			logs, _ := filepath.Glob(filepath.Join(dir, "worker-*.log"))
+			var tail []byte
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				tail = append(tail, b[max(0, len(b)-2000):]...)
+			}
+			return fmt.Errorf("a worker exited (%v):\n%s", err, tail)
+		default:
+			return nil
 		}
 	}
+	for i := range o.workers {
+		logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("worker-%d.log", i+1)))
+		if err != nil {
+			return err
+		}
+		defer logf.Close()
+		p := exec.CommandContext(ctx, exe, "worker", "--config", cfgPath, "--admin-listen", "", "--id", fmt.Sprintf("bench-%d", i+1), "--log-level", "warn", "--log-format", "json")
+		p.Env = append(os.Environ(), sc.SecretEnv+"="+bc.ClientSecret(), sc.KeyEnv+"="+ip.APIKey())
+		p.Stdout, p.Stderr = logf, logf
+		if err := p.Start(); err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		running++
+		go func() { exited <- p.Wait() }()
+	}
+	// Ready: every worker pulls from the subscription's consumer.
 	for {
-		mu.Lock()
-		n := len(lat)
-		mu.Unlock()
-		if n >= o.e2eJobs {
+		if info, err := consumerInfo(ctx, b, "bench"); err == nil && info.NumWaiting >= o.workers {
 			break
 		}
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
-			return fmt.Errorf("%d of %d jobs done: %w", n, o.e2eJobs, err)
+		if err := cmp.Or(alive(), sleepCtx(ctx, 50*time.Millisecond)); err != nil {
+			return err
+		}
+	}
+
+	start := time.Now()
+	if err := publishEach(ctx, b.JS, bc.CustomerNumbers(), func(key string) {
+		mu.Lock()
+		enqueued[key] = time.Now()
+		mu.Unlock()
+	}); err != nil {
+		return err
+	}
+	for {
+		info, err := consumerInfo(ctx, b, "bench")
+		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= uint64(o.e2eJobs) {
+			break
+		}
+		if err := cmp.Or(alive(), sleepCtx(ctx, 5*time.Millisecond)); err != nil {
+			mu.Lock()
+			n := len(lat)
+			mu.Unlock()
+			return fmt.Errorf("%d of %d jobs written: %w", n, o.e2eJobs, err)
 		}
 	}
 	elapsed := time.Since(start)
+	var rss []int64
+	for _, p := range procs {
+		rss = append(rss, peakRSS(p.Process.Pid))
+	}
 	mu.Lock()
 	slices.Sort(lat)
-	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	n := len(lat)
+	var p50, p99 time.Duration
+	if n > 0 {
+		p50, p99 = lat[n/2], lat[n*99/100]
+	}
 	mu.Unlock()
-	fmt.Fprintf(out, "(b) %d customer jobs, %d workers, BC and iPaaS.com simulators on loopback\n", o.e2eJobs, o.workers)
-	fmt.Fprintf(out, "  end to end                  %8.0f jobs/s (all enqueued at once)\n", float64(o.e2eJobs)/elapsed.Seconds())
-	fmt.Fprintf(out, "  latency, enqueue to ack     p50 %v, p99 %v\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond))
-	if rss := peakRSS(); rss > 0 {
-		fmt.Fprintf(out, "  peak RSS of this process    %d MiB (broker, simulators and %d workers)\n", rss>>20, o.workers)
+	fmt.Fprintf(out, "(b) %d customer jobs, %d worker processes (16 jobs at once each), BC and iPaaS.com simulators on loopback\n", o.e2eJobs, o.workers)
+	fmt.Fprintf(out, "    fleet-wide limits: BC %d requests at once, iPaaS.com %d\n", sc.Concurrency, sc.IPaaSConcurrency)
+	fmt.Fprintf(out, "  end to end                  %8.0f jobs/s (all enqueued at once, until all acknowledged)\n", float64(o.e2eJobs)/elapsed.Seconds())
+	fmt.Fprintf(out, "  latency, enqueue to write   p50 %v, p99 %v (%d writes)\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond), n)
+	fmt.Fprintf(out, "  BC requests                 %8d (%.1f jobs per request)\n", bc.Stats().APIRequests, float64(o.e2eJobs)/float64(max(bc.Stats().APIRequests, 1)))
+	for i, r := range rss {
+		fmt.Fprintf(out, "  peak RSS of worker %d        %5d MiB\n", i+1, r>>20)
+	}
+	fmt.Fprintf(out, "  peak RSS of this process    %5d MiB (broker and simulators)\n", peakRSS(os.Getpid())>>20)
+	if n != o.e2eJobs {
+		return fmt.Errorf("%d of %d jobs written to iPaaS.com", n, o.e2eJobs)
 	}
 	return nil
 }
 
-// peakRSS is the process's peak resident set size in bytes (Linux), or 0.
-func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
+// consumerInfo reads the consumer of subscription sub.
+func consumerInfo(ctx context.Context, b *broker.Broker, sub string) (*jetstream.ConsumerInfo, error) {
+	c, err := b.JS.Consumer(ctx, messages.StreamJobs, broker.ConsumerName(sub))
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx)
+}
+
+// publishEach publishes an upsert job for each customer number, 64 at
+// once, calling before(key) just before each publish.
+func publishEach(ctx context.Context, js jetstream.JetStream, keys []string, before func(string)) error {
+	var wg sync.WaitGroup
+	var first error
+	var mu sync.Mutex
+	sem := make(chan struct{}, 64)
+	for _, k := range keys {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			before(k)
+			if _, _, err := messages.Publish(ctx, js, messages.Job{Subscription: "bench", Type: messages.TypeCustomer, Op: messages.OpUpsert, Key: k}); err != nil {
+				mu.Lock()
+				first = cmp.Or(first, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// peakRSS is process pid's peak resident set size in bytes (Linux), or 0.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}

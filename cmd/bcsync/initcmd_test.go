@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -126,17 +127,20 @@ func TestBenchInitResumesAfterTheKill(t *testing.T) {
 	}
 }
 
-// bench pipeline, small: both measurements run and report.
+// bench pipeline, small, from the real binary (its end-to-end part runs
+// the binary's worker command as separate processes): both measurements run
+// and report, every job is written, and each worker's RSS is reported.
 func TestBenchPipelineReports(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	code, out, errOut := runCmd(t, ctx, "", "bench", "pipeline", "--jobs", "300", "--e2e-jobs", "50")
-	if code != 0 {
-		t.Fatalf("bench pipeline exited %d\n%s\n%s", code, out, errOut)
+	out, err := exec.CommandContext(ctx, binary(t), "bench", "pipeline", "--jobs", "300", "--e2e-jobs", "50").CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench pipeline: %v\n%s", err, out)
 	}
-	for _, want := range []string{"raw JetStream consume+ack", "bcsync consume loop", "% of raw)", "end to end", "p50", "p99", "peak RSS"} {
-		if !strings.Contains(out, want) {
+	for _, want := range []string{"raw JetStream consume+ack", "bcsync consume loop", "% of raw)", "end to end", "p50", "p99",
+		"(50 writes)", "peak RSS of worker 1", "peak RSS of worker 2", "peak RSS of this process"} {
+		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}

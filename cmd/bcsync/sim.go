@@ -73,6 +73,8 @@ type simConfig struct {
 	Requests    int
 	Window      string
 	Concurrency int
+	// IPaaSConcurrency is the iPaaS.com calls in flight across the fleet.
+	IPaaSConcurrency int
 	// PollInterval is the poller's interval ("0s": off).
 	PollInterval string
 }
@@ -98,7 +100,7 @@ subscriptions:
       base_url: {{.IPaaSURL}}
       api_key_env: {{.KeyEnv}}
       system_id: {{.SystemID}}
-      throttling: {requests_per_window: 100000, window: 1m, max_concurrency: 10}
+      throttling: {requests_per_window: 100000, window: 1m, max_concurrency: {{.IPaaSConcurrency}}}
     worker:
       concurrency: 16
       backoff_initial: 200ms
@@ -124,7 +126,7 @@ func newSimConfig(name string, bc *bctest.Server, bcURL string, ip *ipaastest.Se
 		SecretEnv: config.EnvPrefix(name) + "CLIENT_SECRET", KeyEnv: config.EnvPrefix(name) + "IPAAS_API_KEY",
 		SystemID: ip.SystemID(),
 		// The simulator is not BC: allow more than BC's 6,000 requests per 5 minutes.
-		Requests: 100000, Window: "1m", Concurrency: 5,
+		Requests: 100000, Window: "1m", Concurrency: 5, IPaaSConcurrency: 10,
 		PollInterval: "0s",
 	}
 }
