@@ -344,20 +344,20 @@ func (r *RecordLocks) Record(ctx context.Context, subscription string, typ messa
 		id = ""
 	}
 	id = strings.ToLower(id)
-	if err := r.written(ctx, subscription, typ, key, modified, id, &prior); err != nil {
-		return err
-	}
 	if id == "" || prior.ID == id {
-		return nil // the alias was recorded with the version
+		// The alias was recorded with the version.
+		return r.written(ctx, subscription, typ, key, modified, id, &prior)
 	}
 	ak, err := recordKey(aliasKeyPrefix, subscription, typ, id)
 	if err != nil {
 		return fmt.Errorf("worker: record alias: %w", err)
 	}
+	// The alias first: the version names the id only once the alias is
+	// there, so a failure between the two writes the alias again on retry.
 	if _, err := r.kv.Put(ctx, ak, []byte(key)); err != nil {
 		return fmt.Errorf("worker: record alias: write %s: %w", ak, err)
 	}
-	return nil
+	return r.written(ctx, subscription, typ, key, modified, id, &prior)
 }
 
 // written sets the version by compare-and-set, starting from prior when

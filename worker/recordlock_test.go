@@ -618,3 +618,43 @@ func TestRecordKeepsVersionAndAliasInFewWrites(t *testing.T) {
 		t.Errorf("legacy version after Record = %+v", v)
 	}
 }
+
+// failingPuts makes the first Put fail, as a NATS outage would.
+type failingPuts struct {
+	jetstream.KeyValue
+	failed atomic.Bool
+}
+
+func (f *failingPuts) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	if f.failed.CompareAndSwap(false, true) {
+		return 0, errors.New("nats: timeout")
+	}
+	return f.KeyValue.Put(ctx, key, value)
+}
+
+// TestRecordWritesTheAliasAgainAfterItFailed: an alias that could not be
+// written is written by the retry; the version does not claim it.
+func TestRecordWritesTheAliasAgainAfterItFailed(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, 0)
+	ctx := testContext(t, 10*time.Second)
+	locks := worker.NewRecordLocks(&failingPuts{KeyValue: e.kvA}, 0)
+	r := testRecord
+	guid := "6f1c1d3e-0000-4000-8000-00000000a003"
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	for attempt := 1; ; attempt++ {
+		v, err := locks.Version(ctx, r.sub, r.typ, r.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err = locks.Record(ctx, r.sub, r.typ, r.key, v, at, guid); err == nil {
+			break
+		}
+		if attempt == 2 {
+			t.Fatalf("the retry failed too: %v", err)
+		}
+	}
+	if ext, ok, err := e.a.Resolve(ctx, r.sub, r.typ, guid); err != nil || !ok || ext != r.key {
+		t.Fatalf("after a failed alias and a retry, Resolve = %q, %v, %v", ext, ok, err)
+	}
+}
