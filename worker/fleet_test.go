@@ -31,7 +31,7 @@ func TestFleetSharesBCBudgetAndToken(t *testing.T) {
 		budget: budget, window: "10s",
 	})
 	e.bc.SetLatency(10 * time.Millisecond)
-	e.publish(messages.TypeLocation, locationIDs(t, e.bc)...)
+	e.publish(messages.TypeLocation, recordIDs(t, e.bc, bctest.SetLocations, e.bc.LocationCodes())...)
 	var shared []*worker.SharedStats
 	e.tune = func(o *worker.Options) {
 		o.SharedStats = &worker.SharedStats{}
@@ -94,7 +94,7 @@ func TestFleetSharesOneTokenPerLifetime(t *testing.T) {
 	const run, lifetime = 30 * time.Second, 5 * time.Second
 	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 3000, Budget: -1, TokenLifetime: lifetime}})
 	e.bc.SetLatency(100 * time.Millisecond) // 5 at once: about 50 requests/s, all the run long
-	e.publish(messages.TypeLocation, locationIDs(t, e.bc)...)
+	e.publish(messages.TypeLocation, recordIDs(t, e.bc, bctest.SetLocations, e.bc.LocationCodes())...)
 	for _, id := range []string{"w1", "w2", "w3"} {
 		e.startWorker(id, zerolog.Nop(), nil)
 	}
@@ -116,17 +116,18 @@ func TestFleetSharesOneTokenPerLifetime(t *testing.T) {
 	}
 }
 
-// locationIDs are the BC ids (GUIDs) of the fake's locations. Jobs keyed by
-// id read BC one request each, which these tests need for a backlog of
-// requests; jobs keyed by code read BC together, many in one request.
-func locationIDs(t *testing.T, bc *bctest.Server) []string {
+// recordIDs are the BC ids (GUIDs) of the fake's records of set with the
+// given codes. Jobs keyed by id read BC one request each, which tests of
+// the request budget need; jobs keyed by code read BC together, many in one
+// request.
+func recordIDs(t *testing.T, bc *bctest.Server, set string, codes []string) []string {
 	t.Helper()
 	var ids []string
-	for _, code := range bc.LocationCodes() {
-		r, ok := bc.Record(bctest.SetLocations, code)
+	for _, code := range codes {
+		r, ok := bc.Record(set, code)
 		id, _ := r["id"].(string)
 		if !ok || id == "" {
-			t.Fatalf("location %s has no id", code)
+			t.Fatalf("%s %s has no id", set, code)
 		}
 		ids = append(ids, id)
 	}

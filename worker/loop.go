@@ -96,6 +96,7 @@ type Loop struct {
 	ackWait  time.Duration // the consumer's, for heartbeats
 	handler  atomic.Pointer[Handler]
 	redactor atomic.Pointer[Redactor]
+	unlocks  sync.WaitGroup // record locks being released
 }
 
 // NewLoop checks the configuration and applies defaults.
@@ -176,6 +177,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		cancelHard()
 		<-done
 	}
+	l.unlocks.Wait()
 	return nil
 }
 
@@ -296,13 +298,15 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		lock, err = l.cfg.Locks.Lock(ctx, l.cfg.Subscription, job.Type, job.Key, l.cfg.WorkerID+"/"+job.ID)
 		if err == nil {
 			held.Store(lock)
-			defer func() {
+			// Released once the job is settled, off the job's slot: the
+			// next job need not wait for the round trip.
+			defer l.unlocks.Go(func() {
 				uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				defer cancel()
 				if uerr := lock.Unlock(uctx); uerr != nil {
 					log.Warn().Err(uerr).Msg("could not release the record lock; it expires by itself")
 				}
-			}()
+			})
 		}
 	}
 	if err == nil {

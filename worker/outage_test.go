@@ -46,8 +46,10 @@ func TestE2EBCOutageDeadLettersNothingAndSparesOtherSubscriptions(t *testing.T) 
 		o.Breaker = worker.BreakerConfig{MinPause: time.Second, MaxPause: 4 * time.Second}
 		o.BreakerStats = breakers
 	}
-	e.publish(messages.TypeCustomer, e.bc.CustomerNumbers()...)
-	for _, k := range bcB.CustomerNumbers() {
+	// Keyed by GUID: one BC request per job, so that the budget paces the
+	// jobs (jobs keyed by number read BC many at a time).
+	e.publish(messages.TypeCustomer, recordIDs(t, e.bc, bctest.SetCustomers, e.bc.CustomerNumbers())...)
+	for _, k := range recordIDs(t, bcB, bctest.SetCustomers, bcB.CustomerNumbers()) {
 		if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{Subscription: "fabrikam", Type: messages.TypeCustomer, Op: messages.OpUpsert, Key: k}); err != nil {
 			t.Fatal(err)
 		}

@@ -125,21 +125,41 @@ func upsert[B any, R ipaasclient.Record](
 		if !keyMatches(rec, job.Key) {
 			return Permanent(fmt.Errorf("job data is a %s record whose id and code do not match the job key %q", job.Type, job.Key))
 		}
-	} else {
+	}
+	// Versions are keyed by the external id, the same whether the job
+	// named the record by its GUID or its code. A job keyed by code reads
+	// the version while BC reads the record: one round trip less to wait.
+	type versionRead struct {
+		v   Version
+		err error
+	}
+	var early chan versionRead
+	if s.Versions != nil && len(job.Data) == 0 && !messages.IsGUID(job.Key) {
+		early = make(chan versionRead, 1)
+		go func() {
+			v, err := s.Versions.Version(ctx, s.Subscription, job.Type, job.Key)
+			early <- versionRead{v, err}
+		}()
+	}
+	if len(job.Data) == 0 {
 		r, err := get(ctx, job.Key)
 		if err != nil {
 			return err
 		}
 		rec = r
 	}
-	// Versions are keyed by the external id, the same whether the job
-	// named the record by its GUID or its code.
 	ext := externalID(rec)
 	id, mod := meta(rec)
 	var prior Version
 	if s.Versions != nil {
 		var err error
-		if prior, err = s.Versions.Version(ctx, s.Subscription, job.Type, ext); err != nil {
+		if early != nil && ext == job.Key {
+			r := <-early
+			prior, err = r.v, r.err
+		} else {
+			prior, err = s.Versions.Version(ctx, s.Subscription, job.Type, ext)
+		}
+		if err != nil {
 			return err
 		}
 		if prior.Stale(mod) {
