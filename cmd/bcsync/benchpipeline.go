@@ -95,13 +95,18 @@ func runPipelineBench(ctx context.Context, o pipelineBench, out io.Writer) error
 	if err != nil {
 		return fmt.Errorf("raw loop: %w", err)
 	}
-	loop, err := benchLoop(ctx, b, o)
+	loop, err := benchLoop(ctx, b, o, "loop", true)
 	if err != nil {
 		return fmt.Errorf("bcsync loop: %w", err)
+	}
+	bare, err := benchLoop(ctx, b, o, "bare", false)
+	if err != nil {
+		return fmt.Errorf("bcsync loop without record locks: %w", err)
 	}
 	fmt.Fprintf(out, "(a) %d jobs, %d at once, instant handler, DoubleAck\n", o.jobs, o.concurrency)
 	fmt.Fprintf(out, "  raw JetStream consume+ack   %8.0f msgs/s\n", float64(o.jobs)/raw.Seconds())
 	fmt.Fprintf(out, "  bcsync consume loop         %8.0f jobs/s (%.0f%% of raw)\n", float64(o.jobs)/loop.Seconds(), 100*raw.Seconds()/loop.Seconds())
+	fmt.Fprintf(out, "    without the record lock   %8.0f jobs/s (%.0f%% of raw)\n", float64(o.jobs)/bare.Seconds(), 100*raw.Seconds()/bare.Seconds())
 	if o.e2eJobs == 0 {
 		return nil
 	}
@@ -165,24 +170,29 @@ func benchRaw(ctx context.Context, b *broker.Broker, o pipelineBench) (time.Dura
 }
 
 // benchLoop times bcsync's consume loop, with a handler that does nothing,
-// over o.jobs jobs (decoded, validated, locked per record, settled).
-func benchLoop(ctx context.Context, b *broker.Broker, o pipelineBench) (time.Duration, error) {
-	if err := fill(ctx, b.JS, "loop", o.jobs); err != nil {
+// over o.jobs jobs of subscription sub (decoded, validated, locked per
+// record when locks, settled).
+func benchLoop(ctx context.Context, b *broker.Broker, o pipelineBench, sub string, locks bool) (time.Duration, error) {
+	if err := fill(ctx, b.JS, sub, o.jobs); err != nil {
 		return 0, err
 	}
 	kvs, err := broker.EnsureKV(ctx, b.JS, broker.KVOptions{})
 	if err != nil {
 		return 0, err
 	}
-	cons, err := broker.EnsureConsumer(ctx, b.JS, broker.ConsumerOptions{Subscription: "loop", MaxDeliver: 5, AckWait: time.Minute, MaxAckPending: 10000})
+	cons, err := broker.EnsureConsumer(ctx, b.JS, broker.ConsumerOptions{Subscription: sub, MaxDeliver: 5, AckWait: time.Minute, MaxAckPending: 10000})
 	if err != nil {
 		return 0, err
 	}
+	var rl *worker.RecordLocks
+	if locks {
+		rl = worker.NewRecordLocks(kvs[broker.BucketRecords], time.Minute)
+	}
 	stats := &worker.Stats{}
 	l, err := worker.NewLoop(worker.LoopConfig{
-		Subscription: "loop", Consumer: cons, JS: b.JS, MaxDeliver: 5, Concurrency: o.concurrency, Stats: stats,
+		Subscription: sub, Consumer: cons, JS: b.JS, MaxDeliver: 5, Concurrency: o.concurrency, Stats: stats,
 		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return nil }),
-		Locks:   worker.NewRecordLocks(kvs[broker.BucketRecords], time.Minute),
+		Locks:   rl,
 	})
 	if err != nil {
 		return 0, err
