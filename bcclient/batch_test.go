@@ -42,14 +42,8 @@ func counter(s *bctest.Server) func() (api, customers int64) {
 
 func TestGetCustomersBatch(t *testing.T) {
 	t.Parallel()
-	s := fake(t, bctest.Options{Customers: 500, SalesOrders: -1})
-	c := newClient(t, config(t, s))
+	s, c, since := batchSetup(t, bctest.Options{Customers: 500, SalesOrders: -1})
 	ctx := t.Context()
-	if _, err := c.CompanyID(ctx); err != nil {
-		t.Fatal(err)
-	}
-	since := counter(s)
-	since()
 	numbers := s.CustomerNumbers()
 
 	// 50 numbers, spread over the data set: all found, in one request,
@@ -173,14 +167,8 @@ func TestGetBatchQuotesAndPages(t *testing.T) {
 // than MaxBatchKeys distinct keys are refused before any request.
 func TestGetBatchRefusedKeys(t *testing.T) {
 	t.Parallel()
-	s := fake(t, bctest.Options{})
-	c := newClient(t, config(t, s))
+	s, c, since := batchSetup(t, bctest.Options{})
 	ctx := t.Context()
-	if _, err := c.CompanyID(ctx); err != nil {
-		t.Fatal(err)
-	}
-	since := counter(s)
-	since()
 	guid := s.Rows(bctest.SetCustomers)[0]["id"].(string)
 	many := make([]string, bcclient.MaxBatchKeys+1)
 	for i := range many {
@@ -371,4 +359,18 @@ func TestGetBatchStub(t *testing.T) {
 			t.Errorf("%s: %v, %v; want %v", tt.name, numbers, err, tt.want)
 		}
 	}
+}
+
+// batchSetup starts a fake with opts and a client that has looked up its
+// company; since counts the API requests from then on.
+func batchSetup(t *testing.T, opts bctest.Options) (s *bctest.Server, c *bcclient.Client, since func() (api, customers int64)) {
+	t.Helper()
+	s = fake(t, opts)
+	c = newClient(t, config(t, s))
+	if _, err := c.CompanyID(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	since = counter(s)
+	since()
+	return s, c, since
 }

@@ -432,18 +432,7 @@ func TestFakeListingRequests(t *testing.T) {
 // a full listing from bctest.
 func BenchmarkListCustomers(b *testing.B) {
 	const rows = 20_000
-	s := bctest.NewServer(bctest.Options{Customers: rows, SalesOrders: -1, Budget: -1})
-	b.Cleanup(s.Close)
-	c, err := bcclient.New(bcclient.Config{
-		APIURL: s.URL(), TenantID: s.TenantID(), Environment: s.Environment(), CompanyName: s.CompanyName(),
-		TokenSource: bcclient.NewTokenSource(context.Background(), credentials(s)), PageSize: 1000,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := c.CompanyID(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	_, c := benchClient(b, rows, 1000)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	b.ResetTimer()
@@ -466,18 +455,7 @@ func BenchmarkListCustomers(b *testing.B) {
 // in bctest.
 func BenchmarkGetCustomersBatch(b *testing.B) {
 	const rows = 20_000
-	s := bctest.NewServer(bctest.Options{Customers: rows, SalesOrders: -1, Budget: -1})
-	b.Cleanup(s.Close)
-	c, err := bcclient.New(bcclient.Config{
-		APIURL: s.URL(), TenantID: s.TenantID(), Environment: s.Environment(), CompanyName: s.CompanyName(),
-		TokenSource: bcclient.NewTokenSource(context.Background(), credentials(s)),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := c.CompanyID(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	s, c := benchClient(b, rows, 0)
 	numbers := s.CustomerNumbers()
 	keys := make([]string, bcclient.MaxBatchKeys)
 	s.ResetStats()
@@ -498,4 +476,23 @@ func BenchmarkGetCustomersBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(calls*bcclient.MaxBatchKeys)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(calls)/b.Elapsed().Seconds(), "requests/s")
+}
+
+// benchClient starts bctest with rows customers, no budget, and a client
+// (pageSize 0: the default) that has looked up its company.
+func benchClient(b *testing.B, rows, pageSize int) (*bctest.Server, *bcclient.Client) {
+	b.Helper()
+	s := bctest.NewServer(bctest.Options{Customers: rows, SalesOrders: -1, Budget: -1})
+	b.Cleanup(s.Close)
+	c, err := bcclient.New(bcclient.Config{
+		APIURL: s.URL(), TenantID: s.TenantID(), Environment: s.Environment(), CompanyName: s.CompanyName(),
+		TokenSource: bcclient.NewTokenSource(context.Background(), credentials(s)), PageSize: pageSize,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.CompanyID(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return s, c
 }
