@@ -43,16 +43,18 @@ func TestFleetBudgetIsSlidingAndShared(t *testing.T) {
 	// measured gap, so 10% of the window is allowed for that.
 	checkWindow(t, grants, budget, window-window/10)
 	// A sliding window of 20 per 2 s over 5 s allows at most 60. The budget
-	// must refill as the window slides: more than one window's worth, even
-	// on a loaded CI machine, where permits moved to later slots (late KV
-	// answers) stay counted longer. (The 95% utilisation goal is measured
-	// over 30 s against the BC fake in the worker's tests.)
+	// must refill as the window slides: more than one window's worth. On a
+	// loaded CI machine the count falls well short of 60 (permits moved to
+	// later slots after late KV answers stay counted longer; 25 was seen
+	// with the race detector beside CPU-heavy tests), so only that is
+	// asked. (The 95% utilisation goal is measured over 30 s against the BC
+	// fake in the worker's tests.)
 	var moved, stale int64
 	for _, f := range fs {
 		moved, stale = moved+f.Stats().Restamped.Load(), stale+f.Stats().Stale.Load()
 	}
 	t.Logf("%d grants; permits moved after a late KV answer %d, left unused %d", len(grants), moved, stale)
-	if min := budget + budget/2; len(grants) < min {
+	if min := budget + 1; len(grants) < min {
 		t.Errorf("%d grants in %v, want at least %d", len(grants), run, min)
 	}
 }
