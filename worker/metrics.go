@@ -184,6 +184,9 @@ func (m *Metrics) shared(s *Shared) {
 		c("bcsync_throttle_rate_waits_total", "Requests that waited for the request budget.", func(st SharedStats) int64 { return st.RateWaits }),
 		c("bcsync_throttle_lease_waits_total", "Requests that waited for a concurrency lease.", func(st SharedStats) int64 { return st.LeaseWaits }),
 		c("bcsync_throttle_pauses_total", "429s or Retry-After answers that paused the fleet.", func(st SharedStats) int64 { return st.Pauses }),
+		c("bcsync_throttle_leases_created_total", "Concurrency leases this worker took from the fleet's bucket.", func(st SharedStats) int64 { return st.LeasesCreated }),
+		c("bcsync_throttle_leases_reused_total", "Requests served by a concurrency lease this worker already held.", func(st SharedStats) int64 { return st.LeasesReused }),
+		c("bcsync_throttle_leases_deleted_total", "Concurrency leases this worker gave back to the fleet.", func(st SharedStats) int64 { return st.LeasesDeleted }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bcsync_throttle_wait_seconds_total", Help: "Time requests spent waiting for the budgets."},
 			func() float64 { return time.Duration(s.Stats().Waited).Seconds() }),
 	)

@@ -63,6 +63,10 @@ type SharedStats struct {
 	// Restamped counts permits moved to a later slot because the KV store
 	// answered late; Stale those left unused because it stayed late.
 	Restamped, Stale int64
+	// LeasesCreated, LeasesReused and LeasesDeleted count concurrency
+	// leases taken from the bucket, requests served by a lease this process
+	// already held, and leases given back.
+	LeasesCreated, LeasesReused, LeasesDeleted int64
 }
 
 // Stats returns the counters.
@@ -82,6 +86,9 @@ func (s *Shared) Stats() SharedStats {
 		st.Pauses += bs.Pauses.Load()
 		st.Stale += bs.Stale.Load()
 		st.Restamped += bs.Restamped.Load()
+		st.LeasesCreated += bs.LeasesCreated.Load()
+		st.LeasesReused += bs.LeasesReused.Load()
+		st.LeasesDeleted += bs.LeasesDeleted.Load()
 	}
 	return st
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,11 +73,19 @@ func TestWorkerBinaryServesMetricsAndProbes(t *testing.T) {
 		`bcsync_subscription_paused{subscription="demo"} 0`,
 		`bcsync_token_fetches_total 1`,
 		`bcsync_throttle_permits_total`,
+		`bcsync_throttle_leases_created_total`,
+		`bcsync_throttle_leases_reused_total`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	// Every request holds a lease, taken from the bucket or kept from the
+	// worker's previous request: together at least one per BC and iPaaS.com
+	// request.
+	if created, reused := metricValue(t, metrics, "bcsync_throttle_leases_created_total"), metricValue(t, metrics, "bcsync_throttle_leases_reused_total"); created < 1 || created+reused < 6 {
+		t.Errorf("leases created %v, reused %v: want at least one lease per request (5 location jobs, each a BC read and an iPaaS.com write)", created, reused)
 	}
 	for _, secret := range []string{bc.ClientSecret(), ip.APIKey()} {
 		if strings.Contains(metrics, secret) {
@@ -108,4 +117,21 @@ func TestReadyzWithoutNATS(t *testing.T) {
 	if code, _ := httpGet("http://" + addr + "/healthz"); code != 200 {
 		t.Errorf("/healthz without NATS: %d", code)
 	}
+}
+
+// metricValue is the value of the unlabelled metric name in a Prometheus
+// text exposition.
+func metricValue(t *testing.T, exposition, name string) float64 {
+	t.Helper()
+	for line := range strings.Lines(exposition) {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("/metrics lacks %s", name)
+	return 0
 }
