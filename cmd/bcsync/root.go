@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bcsync/bcsync/config"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
@@ -16,6 +17,20 @@ type globalFlags struct {
 	configPath string
 	logLevel   string
 	logFormat  string
+}
+
+// loadConfig loads the configuration file and builds the logger it asks
+// for (the flags win over the file's log settings).
+func (g *globalFlags) loadConfig(stderr io.Writer) (*config.Config, zerolog.Logger, error) {
+	cfg, err := config.Load(g.configPath, nil)
+	if err != nil {
+		return nil, zerolog.Nop(), err
+	}
+	log, err := newLogger(stderr, firstNonEmpty(g.logLevel, cfg.Log.Level), firstNonEmpty(g.logFormat, cfg.Log.Format))
+	if err != nil {
+		return nil, zerolog.Nop(), err
+	}
+	return cfg, log, nil
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {

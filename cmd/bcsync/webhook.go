@@ -41,11 +41,7 @@ development only. On SIGTERM or Ctrl-C it finishes the requests in progress
 and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(g.configPath, nil)
-			if err != nil {
-				return err
-			}
-			log, err := newLogger(cmd.ErrOrStderr(), firstNonEmpty(g.logLevel, cfg.Log.Level), firstNonEmpty(g.logFormat, cfg.Log.Format))
+			cfg, log, err := g.loadConfig(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -36,11 +36,7 @@ On SIGTERM or Ctrl-C it stops pulling, lets in-flight jobs finish within
 --grace, returns the rest to the queue, and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(g.configPath, nil)
-			if err != nil {
-				return err
-			}
-			log, err := newLogger(cmd.ErrOrStderr(), firstNonEmpty(g.logLevel, cfg.Log.Level), firstNonEmpty(g.logFormat, cfg.Log.Format))
+			cfg, log, err := g.loadConfig(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
