@@ -420,3 +420,34 @@ func TestSafetyNetMovesUnsettledJobsToTheDLQ(t *testing.T) {
 		t.Errorf("dead letter %+v", dl)
 	}
 }
+
+// TestLoopReleasesEveryRecordLockBeforeRunReturns: locks are released in
+// the background once a job is settled; Run waits for those releases, so a
+// worker that stopped leaves no lock for the next to wait out.
+func TestLoopReleasesEveryRecordLockBeforeRunReturns(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	const n = 30
+	e.publish(t, n)
+	kv := brokertest.KV(t, e.b, broker.BucketRecords)
+	stats := &worker.Stats{}
+	stop := e.run(t, worker.LoopConfig{Concurrency: 8, Stats: stats, Locks: worker.NewRecordLocks(kv, 10*time.Second),
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { time.Sleep(20 * time.Millisecond); return nil })})
+	// Stopped with jobs in flight: they finish within the grace period, and
+	// their locks are released as Run returns.
+	waitFor(t, 20*time.Second, "some jobs acked", func() bool { return stats.Acked.Load() >= 10 })
+	stop()
+	keys, err := kv.ListKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []string
+	for k := range keys.Keys() {
+		if strings.HasPrefix(k, "lock.") {
+			held = append(held, k)
+		}
+	}
+	if len(held) > 0 {
+		t.Errorf("%d record locks left after Run returned: %v", len(held), held)
+	}
+}

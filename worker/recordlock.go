@@ -42,7 +42,7 @@ const (
 // RecordLocks keeps DESIGN invariant 2 through a NATS KV bucket
 // (broker.BucketRecords) shared by the fleet: two jobs for the same record
 // never run at once (Lock), and a stale BC read never overwrites a newer one
-// at iPaaS.com (Stale, Written).
+// at iPaaS.com (Version, Record).
 //
 // A lock is a lease: it is its holder's for the TTL after the start of the
 // Lock or Renew call that last succeeded, and a holder that runs longer must
@@ -305,37 +305,14 @@ func (v Version) Stale(modified time.Time) bool {
 	return !modified.IsZero() && modified.Before(v.Modified)
 }
 
-// Stale reports whether modified (the BC record's last modification time)
-// is strictly older than the version last written to iPaaS.com for the
-// record: a job holding such a read must not write it. A zero modified, or
-// a record with no version written yet, is never stale.
-func (r *RecordLocks) Stale(ctx context.Context, subscription string, typ messages.Type, key string, modified time.Time) (bool, error) {
-	if modified.IsZero() {
-		if _, err := recordKey(versionKeyPrefix, subscription, typ, key); err != nil {
-			return false, fmt.Errorf("worker: record version: %w", err)
-		}
-		return false, nil
-	}
-	v, err := r.Version(ctx, subscription, typ, key)
-	if err != nil {
-		return false, err
-	}
-	return v.Stale(modified), nil
-}
-
-// Written records modified as the version written to iPaaS.com for the
-// record. The recorded version only moves forward: an older modified than
-// the one recorded is ignored, and so is a zero one. A recorded value that is
-// not a time is replaced.
-func (r *RecordLocks) Written(ctx context.Context, subscription string, typ messages.Type, key string, modified time.Time) error {
-	return r.written(ctx, subscription, typ, key, modified, "", nil)
-}
-
 // Record records a write to iPaaS.com of the record whose external id is
-// key, BC id id (a GUID, or "") and lastModifiedDateTime modified, as
-// Written and Alias do, given prior, the Version read before the write: in
-// the usual case one KV write for the version and, for a record seen for
-// the first time, one for its alias.
+// key, BC id id (a GUID, or "") and lastModifiedDateTime modified, given
+// prior, the Version read before the write. The recorded version only moves
+// forward: an older modified than the one recorded is ignored, and so is a
+// zero one; a recorded value that is not a time is replaced. The alias
+// (id -> key, see Alias) is written when id is new. In the usual case that
+// is one KV write for the version and, for a record seen for the first
+// time, one for its alias.
 func (r *RecordLocks) Record(ctx context.Context, subscription string, typ messages.Type, key string, prior Version, modified time.Time, id string) error {
 	if modified.IsZero() {
 		return r.Alias(ctx, subscription, typ, id, key)

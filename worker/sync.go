@@ -133,8 +133,10 @@ func upsert[B any, R ipaasclient.Record](
 		v   Version
 		err error
 	}
+	// Price groups carry no modification time: no version to read.
+	versioned := s.Versions != nil && job.Type != messages.TypeCustomerCategory
 	var early chan versionRead
-	if s.Versions != nil && len(job.Data) == 0 && !messages.IsGUID(job.Key) {
+	if versioned && len(job.Data) == 0 && !messages.IsGUID(job.Key) {
 		early = make(chan versionRead, 1)
 		go func() {
 			v, err := s.Versions.Version(ctx, s.Subscription, job.Type, job.Key)
@@ -151,7 +153,7 @@ func upsert[B any, R ipaasclient.Record](
 	ext := externalID(rec)
 	id, mod := meta(rec)
 	var prior Version
-	if s.Versions != nil {
+	if versioned {
 		var err error
 		if early != nil && ext == job.Key {
 			r := <-early
