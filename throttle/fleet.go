@@ -86,9 +86,11 @@ type Stats struct {
 	// Conflicts counts lost compare-and-set races on the budget.
 	Conflicts atomic.Int64
 	// Restamped counts permits moved to a later slot because the store
-	// answered slowly (more than 1% of the window); Stale those left
-	// counted and unused because it stayed slow.
-	Restamped, Stale atomic.Int64
+	// answered slowly (more than 1% of the window); Late those handed out
+	// one slow round trip after their slot because the store stayed slow;
+	// Stale those left counted and unused because other processes kept
+	// winning the compare-and-set, or the budget had no room left for them.
+	Restamped, Late, Stale atomic.Int64
 	// LeasesCreated counts concurrency leases created in the bucket (a KV
 	// create each); LeasesReused acquires served by a lease the process
 	// already held (no KV round trip); LeasesDeleted leases given back to
@@ -304,14 +306,14 @@ func (f *Fleet) grant(ctx context.Context) error {
 					// slot too far behind the requests they would let out,
 					// which would eat the margin for the requests' travel.
 					// Move them to the slot of now.
-					moved, err := f.restamp(ctx, cur, n)
+					at, err := f.restamp(ctx, cur, n)
 					if err != nil {
 						return err
 					}
-					if moved < 0 {
+					if at < 0 {
 						continue // left counted and unused
 					}
-					cur = moved
+					cur = at
 				}
 				f.pool, f.poolSlot = n-1, cur
 				return nil
@@ -341,14 +343,22 @@ func (f *Fleet) grant(ctx context.Context) error {
 }
 
 // restamp moves n permits counted in slot from to the slot of now, and
-// returns that slot, once a compare-and-set answered within 1% of the
-// window. It returns -1, leaving the permits counted and unused (Stale),
-// when from left the ring meanwhile and the budget has no room for them now,
-// or when the store stays slow.
+// returns the slot they are counted in. A move that answered within 1% of
+// the window is done. After a slow answer the permits are moved once more,
+// for the store may have been slow only for a moment; when that answer is
+// slow too, the store is slow for now and the permits are handed out where
+// they are (Late): one round trip behind their use, which the ring's margin
+// of 2% of the window absorbs for round trips up to that (6 s of BC's
+// 5 minutes). Moving them again and again, or dropping them, would stop
+// every grant and burn the fleet's budget for as long as the store stays
+// slow.
+//
+// It returns -1, leaving the permits counted and unused (Stale), when
+// other processes kept winning the compare-and-set, and when from left the
+// ring meanwhile and the budget has no room for them now.
 func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
-	// Five slow answers give up; lost races with other processes only
-	// cost a short wait, as in grant.
-	for slow, conflicts := 0, 0; slow < 5 && conflicts < 100; {
+	// Lost races with other processes only cost a short wait, as in grant.
+	for slow, conflicts := 0, 0; conflicts < 100; {
 		now := time.Now()
 		cur := now.UnixNano() / int64(f.slot)
 		entry, err := f.cfg.KV.Get(ctx, f.rateKey)
@@ -366,8 +376,11 @@ func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
 		case err == nil && time.Since(now) <= f.cfg.Window/100:
 			f.cfg.Stats.Restamped.Add(int64(n))
 			return cur, nil
+		case err == nil && slow == 0:
+			from, slow = cur, 1 // slow again: move them once more
 		case err == nil:
-			from, slow = cur, slow+1 // slow again: move them once more
+			f.cfg.Stats.Late.Add(int64(n))
+			return cur, nil
 		case !broker.IsConflict(err):
 			return 0, fmt.Errorf("throttle: %s: update the budget: %w", f.cfg.Name, err)
 		default:

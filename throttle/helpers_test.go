@@ -18,10 +18,17 @@ type acquirer interface {
 
 // hammer acquires and releases at once from goroutines goroutines spread
 // over ls, for run, and returns the grant times in order.
-func hammer(run time.Duration, goroutines int, ls ...acquirer) []time.Time {
+func hammer[A acquirer](run time.Duration, goroutines int, ls ...A) []time.Time {
+	return hammerUntil(0, run, goroutines, ls...)
+}
+
+// hammerUntil is hammer that also stops once want grants were made (0: no
+// such limit), so that a test needing some number of grants does not
+// depend on how fast a loaded machine makes them.
+func hammerUntil[A acquirer](want int, limit time.Duration, goroutines int, ls ...A) []time.Time {
 	var mu sync.Mutex
 	var grants []time.Time
-	ctx, cancel := context.WithTimeout(context.Background(), run)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	var wg sync.WaitGroup
 	for i := range goroutines {
@@ -33,6 +40,9 @@ func hammer(run time.Duration, goroutines int, ls ...acquirer) []time.Time {
 				}
 				mu.Lock()
 				grants = append(grants, time.Now())
+				if len(grants) == want {
+					cancel()
+				}
 				mu.Unlock()
 				release()
 			}
