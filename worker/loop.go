@@ -166,7 +166,22 @@ func (l *Loop) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); l.cfg.Breaker.Run(ctx) }()
 	}
 
-	l.pull(ctx, hard, &wg)
+	// One goroutine per slot runs the jobs, so a job starts on a stack
+	// already grown by the ones before it.
+	jobs := make(chan jetstream.Msg, cap(l.sem))
+	var runners sync.WaitGroup
+	for range cap(l.sem) {
+		runners.Go(func() {
+			for msg := range jobs {
+				l.process(hard, msg)
+				<-l.sem
+				wg.Done()
+			}
+		})
+	}
+	defer func() { close(jobs); runners.Wait() }()
+
+	l.pull(ctx, jobs, &wg)
 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -182,7 +197,7 @@ func (l *Loop) Run(ctx context.Context) error {
 }
 
 // pull fetches no more jobs than there are free slots and starts each one.
-func (l *Loop) pull(ctx, hard context.Context, wg *sync.WaitGroup) {
+func (l *Loop) pull(ctx context.Context, jobs chan<- jetstream.Msg, wg *sync.WaitGroup) {
 	failures := 0
 	for {
 		// Wait for one free slot, then take every other free one.
@@ -206,7 +221,7 @@ func (l *Loop) pull(ctx, hard context.Context, wg *sync.WaitGroup) {
 		batch, err := l.cfg.Consumer.FetchNoWait(n)
 		got := 0
 		if err == nil {
-			got = l.dispatch(hard, wg, batch)
+			got = l.dispatch(jobs, wg, batch)
 			err = quiet(batch.Error())
 		}
 		if err == nil && got == 0 {
@@ -214,7 +229,7 @@ func (l *Loop) pull(ctx, hard context.Context, wg *sync.WaitGroup) {
 			n = 1
 			batch, err = l.cfg.Consumer.Fetch(1, jetstream.FetchMaxWait(l.cfg.PollWait))
 			if err == nil {
-				got = l.dispatch(hard, wg, batch)
+				got = l.dispatch(jobs, wg, batch)
 				err = quiet(batch.Error())
 			}
 		}
@@ -248,8 +263,9 @@ func (l *Loop) release(n int) {
 	}
 }
 
-// dispatch starts a goroutine per message, each owning one slot.
-func (l *Loop) dispatch(hard context.Context, wg *sync.WaitGroup, batch jetstream.MessageBatch) int {
+// dispatch hands each message to a job runner, each message owning one
+// slot.
+func (l *Loop) dispatch(jobs chan<- jetstream.Msg, wg *sync.WaitGroup, batch jetstream.MessageBatch) int {
 	got := 0
 	// Jobs that arrive while stopping are processed all the same, within
 	// the grace period: a Nak now would make the server redeliver the job at
@@ -258,11 +274,7 @@ func (l *Loop) dispatch(hard context.Context, wg *sync.WaitGroup, batch jetstrea
 	for msg := range batch.Messages() {
 		got++
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-l.sem }()
-			l.process(hard, msg)
-		}()
+		jobs <- msg // never blocks for long: a runner is free per slot
 	}
 	return got
 }
