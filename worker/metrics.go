@@ -107,11 +107,7 @@ func (m *Metrics) httpClient(base *http.Client, sub *config.Subscription) *http.
 		cp := *base
 		c = &cp
 	}
-	next := c.Transport
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	c.Transport = &transport{next: next, m: m, subscription: sub.Name, bcHost: hostOf(sub.APIURL), entraHost: hostOf(sub.AuthorityURL)}
+	c.Transport = &transport{next: pooled(c).Transport, m: m, subscription: sub.Name, bcHost: hostOf(sub.APIURL), entraHost: hostOf(sub.AuthorityURL)}
 	return c
 }
 

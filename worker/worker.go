@@ -35,7 +35,8 @@ type Options struct {
 	// so how long a stop may wait for the pull in progress. Default 2s.
 	PollWait time.Duration
 	// HTTPClient is the base HTTP client of the BC and iPaaS.com clients.
-	// Default: each client's own.
+	// Default: one whose transport keeps enough idle connections per host
+	// for the configured concurrency (http.DefaultTransport keeps 2).
 	HTTPClient *http.Client
 	// Log is the worker's logger.
 	Log zerolog.Logger
@@ -219,6 +220,7 @@ func Credentials(sub *config.Subscription, base *http.Client) bcclient.Credentia
 // Shared, the token and the request budgets are the fleet's (NATS KV);
 // without, they belong to this process. The token source lives as long as ctx.
 func Clients(ctx context.Context, sub *config.Subscription, base *http.Client, shared *Shared) (*bcclient.Client, *ipaasclient.Client, error) {
+	base = pooled(base)
 	creds := Credentials(sub, base)
 	var (
 		ts           oauth2.TokenSource

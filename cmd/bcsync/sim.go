@@ -73,10 +73,13 @@ type simConfig struct {
 	Requests    int
 	Window      string
 	Concurrency int
-	// IPaaSConcurrency is the iPaaS.com calls in flight across the fleet.
-	IPaaSConcurrency int
+	// IPaaSRequests and IPaaSConcurrency are the iPaaS.com calls per minute
+	// and in flight across the fleet.
+	IPaaSRequests, IPaaSConcurrency int
 	// PollInterval is the poller's interval ("0s": off).
 	PollInterval string
+	// JobConcurrency is the jobs one worker runs at once.
+	JobConcurrency int
 }
 
 var simConfigTmpl = template.Must(template.New("cfg").Parse(`# bcsync configuration for the built-in simulators (bcsync sim).
@@ -100,9 +103,9 @@ subscriptions:
       base_url: {{.IPaaSURL}}
       api_key_env: {{.KeyEnv}}
       system_id: {{.SystemID}}
-      throttling: {requests_per_window: 100000, window: 1m, max_concurrency: {{.IPaaSConcurrency}}}
+      throttling: {requests_per_window: {{.IPaaSRequests}}, window: 1m, max_concurrency: {{.IPaaSConcurrency}}}
     worker:
-      concurrency: 16
+      concurrency: {{.JobConcurrency}}
       backoff_initial: 200ms
       backoff_max: 5s
     # Ask BC for changed records every interval (locations send no
@@ -126,8 +129,8 @@ func newSimConfig(name string, bc *bctest.Server, bcURL string, ip *ipaastest.Se
 		SecretEnv: config.EnvPrefix(name) + "CLIENT_SECRET", KeyEnv: config.EnvPrefix(name) + "IPAAS_API_KEY",
 		SystemID: ip.SystemID(),
 		// The simulator is not BC: allow more than BC's 6,000 requests per 5 minutes.
-		Requests: 100000, Window: "1m", Concurrency: 5, IPaaSConcurrency: 10,
-		PollInterval: "0s",
+		Requests: 100000, Window: "1m", Concurrency: 5, IPaaSRequests: 100000, IPaaSConcurrency: 10,
+		PollInterval: "0s", JobConcurrency: 16,
 	}
 }
 
