@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,8 +27,8 @@ type batchReader[B any] struct {
 	refused  func(error) bool
 	max      int
 	inflight int
-	// timeout bounds one batched request, which serves several jobs and
-	// so runs under none of their contexts.
+	// timeout bounds one request, which serves several jobs and so runs
+	// under none of their contexts (see requestContext).
 	timeout time.Duration
 
 	mu      sync.Mutex
@@ -101,18 +102,18 @@ func (r *batchReader[B]) run() {
 }
 
 func (r *batchReader[B]) send(keys []string, batch []*batchRead[B]) {
+	ctx, cancel := r.requestContext(batch)
+	defer cancel()
 	var recs map[string]B
 	var err error
 	if len(keys) == 1 {
 		// Alone: the plain read, whose answer BC gives the same way.
 		var rec B
-		if rec, err = r.one(batch[0].ctx, keys[0]); err == nil {
+		if rec, err = r.one(ctx, keys[0]); err == nil {
 			recs = map[string]B{keys[0]: rec}
 		}
 	} else {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), r.timeout)
 		recs, err = r.many(ctx, keys)
-		cancel()
 		if err != nil && r.refused != nil && r.refused(err) {
 			for _, w := range batch {
 				w.rec, w.err = r.one(w.ctx, w.key)
@@ -131,5 +132,29 @@ func (r *batchReader[B]) send(keys []string, batch []*batchRead[B]) {
 			w.err = r.absent(w.key)
 		}
 		close(w.done)
+	}
+}
+
+// requestContext is the context of one request serving batch: it ends
+// after the timeout, or once every job waiting for the request has given
+// up (a worker stopping), so that no request outlives all its readers. A
+// job that gives up alone does not end it for the others.
+func (r *batchReader[B]) requestContext(batch []*batchRead[B]) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), r.timeout)
+	waiting := new(atomic.Int32)
+	waiting.Store(int32(len(batch)))
+	stops := make([]func() bool, 0, len(batch))
+	for _, w := range batch {
+		stops = append(stops, context.AfterFunc(w.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		}))
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
 	}
 }

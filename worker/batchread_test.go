@@ -13,18 +13,35 @@ import (
 )
 
 // fakeReads stands for BC: records "rec-<key>" for every key but those
-// starting "missing", a batched read taking a moment.
+// starting "missing", a batched read taking a moment. A request for a key
+// starting "hang" waits for the end of its context, and reports it on
+// ended.
 type fakeReads struct {
 	one, many atomic.Int64
 	largest   atomic.Int64
 	fail      error
-	release   chan struct{} // when set, batched reads wait for it
+	release   chan struct{} // when set, reads wait for it
+	ended     chan error
+}
+
+// hang waits, for a request of keys that holds a "hang" key, for the end of
+// ctx.
+func (f *fakeReads) hang(ctx context.Context, keys ...string) error {
+	if !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, "hang") }) {
+		return nil
+	}
+	<-ctx.Done()
+	f.ended <- ctx.Err()
+	return ctx.Err()
 }
 
 func (f *fakeReads) reader(max, inflight int) *batchReader[string] {
 	return &batchReader[string]{
 		one: func(ctx context.Context, key string) (string, error) {
 			f.one.Add(1)
+			if err := f.hang(ctx, key); err != nil {
+				return "", err
+			}
 			if f.release != nil {
 				<-f.release
 			}
@@ -41,6 +58,9 @@ func (f *fakeReads) reader(max, inflight int) *batchReader[string] {
 		},
 		many: func(ctx context.Context, keys []string) (map[string]string, error) {
 			f.many.Add(1)
+			if err := f.hang(ctx, keys...); err != nil {
+				return nil, err
+			}
 			for n := int64(len(keys)); ; {
 				cur := f.largest.Load()
 				if n <= cur || f.largest.CompareAndSwap(cur, n) {
@@ -191,5 +211,74 @@ func TestBatchReaderReaderThatGivesUpLeavesTheOthers(t *testing.T) {
 	// The cancelled key was dropped from the queue, not read.
 	if got := f.one.Load() + f.many.Load(); got > 2 {
 		t.Errorf("%d requests, want at most 2", got)
+	}
+}
+
+// A request serves several jobs, so no one job's context ends it: it ends
+// once every job waiting for it gave up (a worker stopping), not after its
+// timeout.
+func TestBatchReaderRequestEndsWhenEveryReaderGaveUp(t *testing.T) {
+	t.Parallel()
+	f := &fakeReads{release: make(chan struct{}), ended: make(chan error, 1)}
+	r := f.reader(10, 1)
+	// Occupy the one request slot, so that the next two leave together.
+	first := make(chan error, 1)
+	go func() { _, err := r.get(context.Background(), "first"); first <- err }()
+	time.Sleep(20 * time.Millisecond)
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	got := make(chan error, 2)
+	go func() { _, err := r.get(ctx1, "hangA"); got <- err }()
+	go func() { _, err := r.get(ctx2, "hangB"); got <- err }()
+	time.Sleep(20 * time.Millisecond)
+	close(f.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the batch of hangA and hangB is out
+	cancel1()
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the reader that gave up got %v", err)
+	}
+	select {
+	case err := <-f.ended:
+		t.Fatalf("the request ended (%v) while a reader still waited for it", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancel2()
+	select {
+	case err := <-f.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the request ended with %v, want its cancellation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request outlived every reader (its timeout is 10s)")
+	}
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Errorf("the last reader got %v", err)
+	}
+	if f.many.Load() != 1 {
+		t.Errorf("%d batched requests, want the one", f.many.Load())
+	}
+}
+
+// A request that BC does not answer ends after the reader's timeout, and
+// its readers, whose own contexts go on, get that error.
+func TestBatchReaderRequestTimesOut(t *testing.T) {
+	t.Parallel()
+	f := &fakeReads{ended: make(chan error, 1)}
+	r := f.reader(10, 1)
+	r.timeout = 50 * time.Millisecond
+	start := time.Now()
+	_, err := r.get(context.Background(), "hang-alone")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the request's deadline", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the read took %v with a 50ms timeout", took)
+	}
+	if err := <-f.ended; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the request ended with %v", err)
 	}
 }
