@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -140,6 +142,27 @@ func TestBenchPipelineReports(t *testing.T) {
 	}
 	for _, want := range []string{"raw JetStream consume+ack", "bcsync consume loop", "% of raw)", "end to end", "p50", "p99",
 		"(50 writes)", "peak RSS of worker 1", "peak RSS of worker 2", "peak RSS of this process"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// A worker of bench pipeline that exits before its time fails the run at
+// once, with the worker's own words: here every worker refuses a setting
+// it inherits from the environment.
+func TestBenchPipelineReportsAWorkerThatExited(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), "bench", "pipeline", "--jobs", "10", "--e2e-jobs", "10")
+	cmd.Env = append(os.Environ(), "BCSYNC_NATS_DUPLICATE_WINDOW=banana")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("bench pipeline: %v, want exit status 1\n%s", err, out)
+	}
+	for _, want := range []string{"a worker exited (exit status 1)", "BCSYNC_NATS_DUPLICATE_WINDOW", "not a duration"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
