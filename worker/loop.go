@@ -303,23 +303,25 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 	}
 	log = log.With().Str("job_id", job.ID).Str("type", string(job.Type)).Str("op", string(job.Op)).Str("key", job.Key).Logger()
 	start := time.Now()
-	var held atomic.Pointer[RecordLock]
-	stopBeat := l.heartbeat(msg, held.Load, log)
+	var locks *jobLocks
 	if l.cfg.Locks != nil {
-		var lock *RecordLock
-		lock, err = l.cfg.Locks.Lock(ctx, l.cfg.Subscription, job.Type, job.Key, l.cfg.WorkerID+"/"+job.ID)
-		if err == nil {
-			held.Store(lock)
-			// Released once the job is settled, off the job's slot: the
-			// next job need not wait for the round trip.
-			defer l.unlocks.Go(func() {
-				uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer cancel()
+		locks = &jobLocks{locks: l.cfg.Locks, subscription: l.cfg.Subscription, owner: l.cfg.WorkerID + "/" + job.ID}
+		ctx = withJobLocks(ctx, locks)
+	}
+	stopBeat := l.heartbeat(msg, locks, log)
+	if locks != nil {
+		err = locks.lock(ctx, job.Type, job.Key)
+		// Released once the job is settled, off the job's slot: the next
+		// job need not wait for the round trips.
+		defer l.unlocks.Go(func() {
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			for _, lock := range locks.all() {
 				if uerr := lock.Unlock(uctx); uerr != nil {
 					log.Warn().Err(uerr).Msg("could not release the record lock; it expires by itself")
 				}
-			})
-		}
+			}
+		})
 	}
 	if err == nil {
 		err = (*l.handler.Load()).Handle(log.WithContext(ctx), job)
@@ -363,9 +365,9 @@ func (l *Loop) forgetReplayedLetter(ctx context.Context, msg jetstream.Msg, log 
 // heartbeat tells JetStream, every third of AckWait, that the job is still
 // being worked on (a long wait for the request budget or the record's
 // lock, BC retries), so that it is not redelivered to another worker
-// meanwhile, and renews the record's lock (lock returns it once taken). The
-// returned function stops it.
-func (l *Loop) heartbeat(msg jetstream.Msg, lock func() *RecordLock, log zerolog.Logger) (stop func()) {
+// meanwhile, and renews the record locks the job holds (none when locks is
+// nil). The returned function stops it.
+func (l *Loop) heartbeat(msg jetstream.Msg, locks *jobLocks, log zerolog.Logger) (stop func()) {
 	every := l.ackWait / 3
 	if l.cfg.Locks != nil && (every <= 0 || l.cfg.Locks.TTL()/3 < every) {
 		every = l.cfg.Locks.TTL() / 3
@@ -385,12 +387,14 @@ func (l *Loop) heartbeat(msg jetstream.Msg, lock func() *RecordLock, log zerolog
 				if err := msg.InProgress(); err != nil {
 					log.Warn().Err(err).Msg("could not extend the job's ack deadline")
 				}
-				if lk := lock(); lk != nil {
-					ctx, cancel := context.WithTimeout(context.Background(), every)
-					if err := lk.Renew(ctx); err != nil {
-						log.Warn().Err(err).Msg("could not renew the record lock")
+				if locks != nil {
+					for _, lk := range locks.all() {
+						ctx, cancel := context.WithTimeout(context.Background(), every)
+						if err := lk.Renew(ctx); err != nil {
+							log.Warn().Err(err).Msg("could not renew the record lock")
+						}
+						cancel()
 					}
-					cancel()
 				}
 			case <-done:
 				return

@@ -152,6 +152,15 @@ func upsert[B any, R ipaasclient.Record](
 	}
 	ext := externalID(rec)
 	id, mod := meta(rec)
+	if ext != job.Key {
+		// Named by GUID: the record's code is now known. Lock it too, so
+		// that this job and one named by the code never write at once.
+		// Its BC read may be older than what such a job wrote meanwhile;
+		// the version read below, under the lock, tells.
+		if err := lockRecord(ctx, job.Type, ext); err != nil {
+			return err
+		}
+	}
 	var prior Version
 	if versioned {
 		var err error
@@ -225,6 +234,9 @@ func (s *Syncer) delete(ctx context.Context, job *messages.Job) error {
 		if !ok {
 			zerolog.Ctx(ctx).Info().Msg("delete of a record bcsync never synced: nothing to deactivate")
 			return nil
+		}
+		if err := lockRecord(ctx, job.Type, ext); err != nil {
+			return err
 		}
 		key = ext
 	}
