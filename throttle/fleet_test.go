@@ -120,7 +120,9 @@ func TestDeadWorkersLeasesExpire(t *testing.T) {
 		t.Fatalf("the survivor never got a lease: %v", err)
 	}
 	release()
-	if took := time.Since(start); took < 900*time.Millisecond || took > 3*time.Second {
+	// At least the TTL; the upper bound only tells "expired" from "held
+	// for good" (3.7 s was seen on a loaded machine).
+	if took := time.Since(start); took < 900*time.Millisecond || took > 10*time.Second {
 		t.Errorf("the survivor waited %v for leases with a 1s TTL", took)
 	}
 }
