@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -373,4 +374,56 @@ func batchSetup(t *testing.T, opts bctest.Options) (s *bctest.Server, c *bcclien
 	since = counter(s)
 	since()
 	return s, c, since
+}
+
+// queryLengths records the longest query string sent.
+type queryLengths struct {
+	mu      sync.Mutex
+	longest int
+}
+
+func (q *queryLengths) RoundTrip(r *http.Request) (*http.Response, error) {
+	q.mu.Lock()
+	q.longest = max(q.longest, len(r.URL.RawQuery))
+	q.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// Keys whose comparisons make a filter longer than web front ends take
+// (IIS refuses query strings above 2,048 bytes by default) are read in
+// more than one request, each under that; short keys still go in one.
+func TestGetCustomersBatchKeepsTheQueryShort(t *testing.T) {
+	t.Parallel()
+	s := fake(t, bctest.Options{Customers: bcclient.MaxBatchKeys, SalesOrders: -1})
+	var long []string
+	for i, n := range s.CustomerNumbers() {
+		k := fmt.Sprintf("LONG-NUMBER-%08d", i) // 20 characters
+		if !s.Rename(bctest.SetCustomers, n, k) {
+			t.Fatalf("rename %s", n)
+		}
+		long = append(long, k)
+	}
+	q := &queryLengths{}
+	cfg := config(t, s)
+	cfg.HTTPClient = &http.Client{Transport: q}
+	c := newClient(t, cfg)
+	if _, err := c.CompanyID(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	since := counter(s)
+	since()
+	got, err := c.GetCustomers(t.Context(), long)
+	api, _ := since()
+	if err != nil || len(got) != len(long) {
+		t.Fatalf("GetCustomers: %d of %d, %v", len(got), len(long), err)
+	}
+	for _, k := range long {
+		if got[k].Number != k {
+			t.Errorf("%s: got %+v", k, got[k])
+		}
+	}
+	if api != 2 || q.longest > 2048 {
+		t.Errorf("%d requests, longest query %d bytes; want 2, each under 2,048", api, q.longest)
+	}
+	t.Logf("%d keys of 20 characters: %d requests, longest query %d bytes", len(long), api, q.longest)
 }

@@ -11,8 +11,10 @@
 //   - server-driven paging (Prefer: odata.maxpagesize and @odata.nextLink)
 //     and delta reads ($filter=lastModifiedDateTime gt ...);
 //   - batched reads by code or number (GetCustomers, GetLocations,
-//     GetShipmentMethods): up to MaxBatchKeys keys in one request, as key
-//     comparisons joined by "or", with Lookup for the keys BC did not find;
+//     GetShipmentMethods): up to MaxBatchKeys keys in one request (two or
+//     more when long keys would make a query string web front ends refuse),
+//     as key comparisons joined by "or", with Lookup for the keys BC did
+//     not find;
 //   - retrying throttled and transient failures with exponential backoff,
 //     jitter and Retry-After (RetryPolicy), and a 401 once with a new token
 //     (TokenInvalidator);

@@ -77,7 +77,8 @@ func (c *Client) GetLocation(ctx context.Context, key string) (Location, error) 
 // GetLocations returns the locations whose code is one of codes, by code,
 // in one request: "$filter=code eq 'A' or code eq 'B' ...", paged as
 // ListLocations (a second request only if Config.PageSize is below the
-// number of codes). Codes are deduplicated; each must be one GetLocation
+// number of codes, or if the codes make a filter longer than web front
+// ends take: about 1.8 KB escaped, some 50 codes of 7 characters). Codes are deduplicated; each must be one GetLocation
 // accepts and not a GUID (read those with GetLocation), and at most
 // MaxBatchKeys distinct codes are taken. A code that matches no row is
 // absent from the map: Lookup turns that absence into the ErrNotFound that
@@ -215,11 +216,15 @@ func get[T any](ctx context.Context, c *Client, e entity, key string) (T, error)
 
 // MaxBatchKeys is the most distinct keys GetCustomers, GetLocations and
 // GetShipmentMethods take in one call. Their comparisons, joined by "or",
-// make a query of about 35 bytes per 7-character key once escaped (1.8 KB
-// for 50 customer numbers such as C000001; 2.5 KB for 50 keys of 20
-// characters), which keeps the URL well under the few kilobytes web
-// front ends accept.
+// make a filter of about 35 bytes per 7-character key once escaped: 1.7 KB
+// for 50 customer numbers such as C000001, one request.
 const MaxBatchKeys = 50
+
+// maxBatchFilter bounds the escaped $filter of one batched request. Web
+// front ends refuse long query strings (IIS by default above 2,048 bytes,
+// with a 404), so a call whose keys make a longer filter (long or escaped
+// keys: 50 keys of 20 characters make 2.5 KB) is sent as several requests.
+const maxBatchFilter = 1800
 
 // Lookup returns the row of m, a map from GetCustomers, GetLocations or
 // GetShipmentMethods, whose key is key; a key absent from m (no such row in
@@ -246,13 +251,12 @@ func getByKeys[T any](ctx context.Context, c *Client, e entity, keys []string, k
 	if len(keys) == 0 {
 		return rows, nil
 	}
-	terms := make([]string, len(keys))
-	for i, k := range keys {
-		terms[i] = eqFilter(e.keyField, k)
-	}
 	base, err := c.entitySetURL(ctx, e)
-	if err == nil {
-		err = list(ctx, c, base+e.query(strings.Join(terms, " or ")), func(page []T) error {
+	for _, filter := range batchFilters(e.keyField, keys) {
+		if err != nil {
+			break
+		}
+		err = list(ctx, c, base+e.query(filter), func(page []T) error {
 			for i := range page {
 				got := keyOf(&page[i])
 				asked := askedFor(keys, got)
@@ -273,6 +277,32 @@ func getByKeys[T any](ctx context.Context, c *Client, e entity, keys []string, k
 		return nil, wrap(err)
 	}
 	return rows, nil
+}
+
+// batchFilters joins the comparisons "<field> eq '<key>'" of keys with "or"
+// into as few filters as keep each within maxBatchFilter bytes once
+// escaped (a single key's comparison always makes one).
+func batchFilters(field string, keys []string) []string {
+	sep := len(queryEscape(" or "))
+	var out []string
+	var terms []string
+	size := 0
+	for _, k := range keys {
+		term := eqFilter(field, k)
+		n := len(queryEscape(term))
+		if len(terms) > 0 && size+sep+n > maxBatchFilter {
+			out = append(out, strings.Join(terms, " or "))
+			terms, size = terms[:0], 0
+		}
+		if len(terms) > 0 {
+			size += sep
+		}
+		terms, size = append(terms, term), size+n
+	}
+	if len(terms) > 0 {
+		out = append(out, strings.Join(terms, " or "))
+	}
+	return out
 }
 
 // batchKeys checks the keys of a batch read and returns them without
