@@ -136,11 +136,11 @@ func TestBenchPipelineReports(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary(t), "bench", "pipeline", "--jobs", "300", "--e2e-jobs", "50").CombinedOutput()
+	out, err := exec.CommandContext(ctx, binary(t), "bench", "pipeline", "--jobs", "300", "--rounds", "2", "--e2e-jobs", "50").CombinedOutput()
 	if err != nil {
 		t.Fatalf("bench pipeline: %v\n%s", err, out)
 	}
-	for _, want := range []string{"raw JetStream consume+ack", "bcsync consume loop", "% of raw)", "end to end", "p50", "p99",
+	for _, want := range []string{"raw JetStream consume+ack", "bcsync consume loop", "% of raw;", "over the rounds)", "medians of 2 rounds", "end to end", "p50", "p99",
 		"(50 writes)", "peak RSS of worker 1", "peak RSS of worker 2", "peak RSS of this process"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
