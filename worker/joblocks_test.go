@@ -9,6 +9,7 @@ import (
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/messages"
+	"github.com/rs/zerolog"
 )
 
 func TestLockRecord(t *testing.T) {
@@ -73,4 +74,61 @@ func TestLockRecord(t *testing.T) {
 	if n := len(jl.all()); n != 1 {
 		t.Errorf("%d locks held after the timeout, want 1", n)
 	}
+}
+
+// A lock the handler adds (a GUID job locking its record's code) is renewed
+// with the job's heartbeat while the job runs longer than the lock's TTL,
+// and released with the job's own once it is settled.
+func TestLoopRenewsAndReleasesTheLocksAHandlerAdds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := brokertest.New(t)
+	cons, err := broker.EnsureConsumer(ctx, b.JS, broker.ConsumerOptions{Subscription: "contoso", MaxDeliver: 5, AckWait: 5 * time.Second, MaxAckPending: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := brokertest.KV(t, b, broker.BucketRecords)
+	rl := NewRecordLocks(kv, time.Second)
+	added := make(chan error, 1)
+	stats := &Stats{}
+	l, err := NewLoop(LoopConfig{Subscription: "contoso", Consumer: cons, JS: b.JS, MaxDeliver: 5, Stats: stats, Locks: rl,
+		PollWait: 200 * time.Millisecond, Log: zerolog.Nop(),
+		Handler: HandlerFunc(func(ctx context.Context, job *messages.Job) error {
+			added <- lockRecord(ctx, job.Type, "SECOND")
+			time.Sleep(3 * time.Second) // three TTLs
+			return nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = l.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	if _, _, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "FIRST"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	// Renewed, so not taken over after its TTL while the job runs.
+	wait, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if l, err := rl.Lock(wait, "contoso", messages.TypeLocation, "SECOND", "another job"); err == nil {
+		_ = l.Unlock(ctx)
+		t.Fatal("another job took the added lock while the job holding it ran")
+	}
+	// Released once the job is settled: taken at once.
+	for stats.Acked.Load() != 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	<-done
+	quick, cancel2 := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel2()
+	second, err := rl.Lock(quick, "contoso", messages.TypeLocation, "SECOND", "another job")
+	if err != nil {
+		t.Fatalf("the added lock was not released with the job: %v", err)
+	}
+	_ = second.Unlock(ctx)
 }
