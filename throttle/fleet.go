@@ -358,7 +358,7 @@ func (f *Fleet) grant(ctx context.Context) error {
 // ring meanwhile and the budget has no room for them now.
 func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
 	// Lost races with other processes only cost a short wait, as in grant.
-	for slow, conflicts := 0, 0; conflicts < 100; {
+	for slow, conflicts := false, 0; conflicts < 100; {
 		now := time.Now()
 		cur := now.UnixNano() / int64(f.slot)
 		entry, err := f.cfg.KV.Get(ctx, f.rateKey)
@@ -376,8 +376,8 @@ func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
 		case err == nil && time.Since(now) <= f.cfg.Window/100:
 			f.cfg.Stats.Restamped.Add(int64(n))
 			return cur, nil
-		case err == nil && slow == 0:
-			from, slow = cur, 1 // slow again: move them once more
+		case err == nil && !slow:
+			from, slow = cur, true // slow again: move them once more
 		case err == nil:
 			f.cfg.Stats.Late.Add(int64(n))
 			return cur, nil
