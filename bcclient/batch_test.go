@@ -376,16 +376,24 @@ func batchSetup(t *testing.T, opts bctest.Options) (s *bctest.Server, c *bcclien
 	return s, c, since
 }
 
-// queryLengths records the longest query string sent.
+// queryLengths records the longest query string sent, and calls before,
+// when set, with the count of requests so far (this one included).
 type queryLengths struct {
-	mu      sync.Mutex
-	longest int
+	mu       sync.Mutex
+	longest  int
+	requests int
+	before   func(n int)
 }
 
 func (q *queryLengths) RoundTrip(r *http.Request) (*http.Response, error) {
 	q.mu.Lock()
 	q.longest = max(q.longest, len(r.URL.RawQuery))
+	q.requests++
+	n, before := q.requests, q.before
 	q.mu.Unlock()
+	if before != nil {
+		before(n)
+	}
 	return http.DefaultTransport.RoundTrip(r)
 }
 
@@ -426,4 +434,18 @@ func TestGetCustomersBatchKeepsTheQueryShort(t *testing.T) {
 		t.Errorf("%d requests, longest query %d bytes; want 2, each under 2,048", api, q.longest)
 	}
 	t.Logf("%d keys of 20 characters: %d requests, longest query %d bytes", len(long), api, q.longest)
+
+	// The second request failing fails the call: no half of the rows.
+	q.mu.Lock()
+	q.requests, q.before = 0, func(n int) {
+		if n == 2 {
+			s.FailNext(1, http.StatusBadRequest, 0)
+		}
+	}
+	q.mu.Unlock()
+	got, err = c.GetCustomers(t.Context(), long)
+	var apiErr *bcclient.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || got != nil {
+		t.Errorf("second request refused: %d rows, %v; want no rows and the 400", len(got), err)
+	}
 }
