@@ -60,11 +60,12 @@ type FleetConfig struct {
 	// its leases, while a lease its process no longer needs holds back
 	// other processes for less than one poll of theirs (up to 50ms).
 	LeaseIdle time.Duration
-	// Slots divides the window to count grants. The budget is counted over
-	// Window plus 3% (one slot, and 2% for the time between a grant and the
-	// request's arrival, which varies; a grant whose compare-and-set took
-	// more than 1% of the window is moved to the slot of its use), so that the service, counting
-	// arrivals, never sees more than Requests in a Window. Default 100.
+	// Slots divides the window to count grants. A permit is handed out
+	// within the slot it is counted in (see grant), and the budget is
+	// counted over Window plus 3% (one slot, and 2% for the time between a
+	// grant and the request's arrival, which varies), so that the service,
+	// counting arrivals, never sees more than Requests in a Window.
+	// Default 100.
 	Slots int
 	// Log receives pauses.
 	Log zerolog.Logger
@@ -86,11 +87,10 @@ type Stats struct {
 	// Conflicts counts lost compare-and-set races on the budget.
 	Conflicts atomic.Int64
 	// Restamped counts permits moved to a later slot because the store
-	// answered slowly (more than 1% of the window); Late those handed out
-	// one slow round trip after their slot because the store stayed slow;
-	// Stale those left counted and unused because other processes kept
-	// winning the compare-and-set, or the budget had no room left for them.
-	Restamped, Late, Stale atomic.Int64
+	// answered after the slot they were counted in had ended; Stale those
+	// left counted and unused because other processes kept winning the
+	// compare-and-set, or the budget had no room left for them.
+	Restamped, Stale atomic.Int64
 	// LeasesCreated counts concurrency leases created in the bucket (a KV
 	// create each); LeasesReused acquires served by a lease the process
 	// already held (no KV round trip); LeasesDeleted leases given back to
@@ -118,6 +118,9 @@ type Fleet struct {
 	queued   atomic.Int64
 	pool     int
 	poolSlot int64
+	// lead is how far ahead of now permits are counted, following the
+	// store's round trips (see answered); it belongs to the turn's holder.
+	lead time.Duration
 
 	pausedUntil atomic.Int64 // unix nanoseconds, cached from the bucket
 	watchOnce   sync.Once
@@ -243,6 +246,15 @@ func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
 // grant takes one request from the sliding-window budget, waiting until the
 // budget allows it. The budget is a ring of per-slot counts, updated by
 // compare-and-set.
+//
+// A permit is counted in a slot and handed out within that slot, never
+// after it: the ring then bounds the requests let out in any window. The
+// permit is counted in the slot of now plus the store's recent round trip
+// (lead), and waits for that slot to begin if it lies ahead; a permit whose
+// compare-and-set answered after its slot ended is moved to a later one
+// (restamp). No permit is counted in a slot older than the newest counted,
+// so that the slots are filled in the order of the compare-and-sets and
+// the ring sees every permit of the window it checks.
 func (f *Fleet) grant(ctx context.Context) error {
 	f.queued.Add(1)
 	select {
@@ -256,32 +268,24 @@ func (f *Fleet) grant(ctx context.Context) error {
 	waited := false
 	for conflicts := 0; ; {
 		now := time.Now()
-		cur := now.UnixNano() / int64(f.slot)
-		// Permits taken for this process's queue in this slot.
-		if f.pool > 0 && f.poolSlot == cur {
+		// Permits taken for this process's queue, for a slot not yet over.
+		if f.pool > 0 && f.poolSlot >= f.slotOf(now) {
 			f.pool--
-			return nil
+			return f.waitSlot(ctx, f.poolSlot)
 		}
-		entry, err := f.cfg.KV.Get(ctx, f.rateKey)
-		var b budget
-		var rev uint64
-		switch {
-		case err == nil:
-			rev = entry.Revision()
-			b = decodeBudget(entry.Value(), f.ring)
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			b = newBudget(f.ring)
-		default:
-			return fmt.Errorf("throttle: %s: read the budget: %w", f.cfg.Name, err)
+		b, rev, err := f.read(ctx)
+		if err != nil {
+			return err
 		}
-		b.advance(cur)
-		if b.at(cur) >= f.slotCap() {
-			// Paced: this slot had its share; wait for the next one.
+		target := max(f.slotOf(now.Add(f.lead)), b.last)
+		b.advance(target)
+		if b.at(target) >= f.slotCap() {
+			// Paced: that slot had its share; wait for the next one.
 			if !waited {
 				waited = true
 				f.cfg.Stats.RateWaits.Add(1)
 			}
-			next := time.Duration(cur+1)*f.slot - time.Duration(now.UnixNano())
+			next := time.Duration(target+1)*f.slot - time.Duration(now.UnixNano()) - f.lead
 			if err := sleep(ctx, max(next, 0)+jitter(f.slot/10)); err != nil {
 				return err
 			}
@@ -293,30 +297,29 @@ func (f *Fleet) grant(ctx context.Context) error {
 			// slot's share; those unused when the slot ends are lost),
 			// within the slot's share and the budget, so that a busy
 			// process pays one compare-and-set for many requests.
-			n := min(int(f.queued.Load())+1+int(f.slotCap()/16), int(f.slotCap()-b.at(cur)), f.cfg.Requests-used)
-			b.addN(cur, uint32(n))
+			n := min(int(f.queued.Load())+1+int(f.slotCap()/16), int(f.slotCap()-b.at(target)), f.cfg.Requests-used)
+			b.addN(target, uint32(n))
 			if rev == 0 {
 				_, err = f.cfg.KV.Create(ctx, f.rateKey, b.encode())
 			} else {
 				_, err = f.cfg.KV.Update(ctx, f.rateKey, b.encode(), rev)
 			}
 			if err == nil {
-				if time.Since(now) > f.cfg.Window/100 {
-					// The store was slow: these permits were counted in a
-					// slot too far behind the requests they would let out,
-					// which would eat the margin for the requests' travel.
-					// Move them to the slot of now.
-					at, err := f.restamp(ctx, cur, n)
+				if f.answered(now) > target {
+					// The store answered after the permits' slot ended:
+					// handed out now, they would leave later than the
+					// ring counts them. Move them to a slot ahead.
+					at, err := f.restamp(ctx, target, n)
 					if err != nil {
 						return err
 					}
 					if at < 0 {
 						continue // left counted and unused
 					}
-					cur = at
+					target = at
 				}
-				f.pool, f.poolSlot = n-1, cur
-				return nil
+				f.pool, f.poolSlot = n-1, target
+				return f.waitSlot(ctx, target)
 			}
 			if !broker.IsConflict(err) {
 				return fmt.Errorf("throttle: %s: update the budget: %w", f.cfg.Name, err)
@@ -335,52 +338,82 @@ func (f *Fleet) grant(ctx context.Context) error {
 			f.cfg.Stats.RateWaits.Add(1)
 		}
 		// Full: wait until the oldest counted slot leaves the window.
-		wait := time.Duration(b.oldest()+int64(len(b.counts)))*f.slot - time.Duration(now.UnixNano())
+		wait := time.Duration(b.oldest()+int64(len(b.counts)))*f.slot - time.Duration(now.UnixNano()) - f.lead
 		if err := sleep(ctx, max(wait, time.Millisecond)+jitter(f.slot/4)); err != nil {
 			return err
 		}
 	}
 }
 
-// restamp moves n permits counted in slot from to the slot of now, and
-// returns the slot they are counted in. A move that answered within 1% of
-// the window is done. After a slow answer the permits are moved once more,
-// for the store may have been slow only for a moment; when that answer is
-// slow too, the store is slow for now and the permits are handed out where
-// they are (Late): one round trip behind their use, which the ring's margin
-// of 2% of the window absorbs for round trips up to that (6 s of BC's
-// 5 minutes). Moving them again and again, or dropping them, would stop
-// every grant and burn the fleet's budget for as long as the store stays
-// slow.
+// read returns the budget and its revision (0: not yet created).
+func (f *Fleet) read(ctx context.Context) (budget, uint64, error) {
+	entry, err := f.cfg.KV.Get(ctx, f.rateKey)
+	switch {
+	case err == nil:
+		return decodeBudget(entry.Value(), f.ring), entry.Revision(), nil
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return newBudget(f.ring), 0, nil
+	default:
+		return budget{}, 0, fmt.Errorf("throttle: %s: read the budget: %w", f.cfg.Name, err)
+	}
+}
+
+// slotOf is the slot of time t.
+func (f *Fleet) slotOf(t time.Time) int64 { return t.UnixNano() / int64(f.slot) }
+
+// answered learns the round trip of a compare-and-set begun at start, that
+// has just answered, and returns the slot of now. The lead follows the
+// round trips: twice the last one, or an eighth less than before when that
+// is more, so that one slow answer keeps the next permits ahead for a while
+// and a lead that is no longer needed fades. At most a quarter of the
+// window.
+func (f *Fleet) answered(start time.Time) int64 {
+	now := time.Now()
+	f.lead = min(max(2*now.Sub(start), f.lead-f.lead/8), f.cfg.Window/4)
+	return f.slotOf(now)
+}
+
+// waitSlot waits until slot begins.
+func (f *Fleet) waitSlot(ctx context.Context, slot int64) error {
+	if d := time.Until(time.Unix(0, slot*int64(f.slot))); d > 0 {
+		return sleep(ctx, d)
+	}
+	return nil
+}
+
+// restamp moves n permits counted in slot from, which ended before the
+// compare-and-set that counted them answered, to the slot of now plus the
+// lead, and returns that slot. A move that answers after its own slot ended
+// (the store slower than the lead, which the move has just lengthened) is
+// moved again. Handing such permits out, or dropping them, would let
+// requests out later than the ring counts them, or burn the fleet's budget
+// for as long as the store stays slow.
 //
 // It returns -1, leaving the permits counted and unused (Stale), when
 // other processes kept winning the compare-and-set, and when from left the
 // ring meanwhile and the budget has no room for them now.
 func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
 	// Lost races with other processes only cost a short wait, as in grant.
-	for slow, conflicts := false, 0; conflicts < 100; {
+	for conflicts := 0; conflicts < 100; {
 		now := time.Now()
-		cur := now.UnixNano() / int64(f.slot)
-		entry, err := f.cfg.KV.Get(ctx, f.rateKey)
+		b, rev, err := f.read(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("throttle: %s: read the budget: %w", f.cfg.Name, err)
+			return 0, err
 		}
-		b := decodeBudget(entry.Value(), f.ring)
-		b.advance(cur)
+		target := max(f.slotOf(now.Add(f.lead)), b.last)
+		b.advance(target)
 		if !b.take(from, uint32(n)) && b.used()+n > f.cfg.Requests {
 			break
 		}
-		b.addN(cur, uint32(n))
-		_, err = f.cfg.KV.Update(ctx, f.rateKey, b.encode(), entry.Revision())
+		b.addN(target, uint32(n))
+		_, err = f.cfg.KV.Update(ctx, f.rateKey, b.encode(), rev)
 		switch {
-		case err == nil && time.Since(now) <= f.cfg.Window/100:
-			f.cfg.Stats.Restamped.Add(int64(n))
-			return cur, nil
-		case err == nil && !slow:
-			from, slow = cur, true // slow again: move them once more
 		case err == nil:
-			f.cfg.Stats.Late.Add(int64(n))
-			return cur, nil
+			f.cfg.Stats.Restamped.Add(int64(n))
+			if f.answered(now) <= target {
+				return target, nil
+			}
+			from = target // late again: move them further ahead
 		case !broker.IsConflict(err):
 			return 0, fmt.Errorf("throttle: %s: update the budget: %w", f.cfg.Name, err)
 		default:
@@ -548,8 +581,8 @@ func (b *budget) advance(cur int64) {
 	b.last = cur
 }
 
-// addN counts n grants in slot cur. A worker whose clock lags the newest
-// slot counts in the oldest slot it can.
+// addN counts n grants in slot cur (grant counts in the newest slot; a slot
+// older than the ring counts in the oldest).
 func (b *budget) addN(cur int64, n uint32) {
 	b.counts[max(0, len(b.counts)-1-int(b.last-cur))] += n
 }

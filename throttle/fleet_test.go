@@ -54,12 +54,12 @@ func TestFleetBudgetIsSlidingAndShared(t *testing.T) {
 	// after its grant (the race detector on a loaded machine) shortens the
 	// measured gap, so 10% of the window is allowed for that.
 	checkWindow(t, grants, budget, window-window/10)
-	var moved, late, stale int64
+	var moved, stale int64
 	for _, f := range fs {
 		st := f.Stats()
-		moved, late, stale = moved+st.Restamped.Load(), late+st.Late.Load(), stale+st.Stale.Load()
+		moved, stale = moved+st.Restamped.Load(), stale+st.Stale.Load()
 	}
-	t.Logf("%d grants; permits moved after a late KV answer %d, handed out late %d, left unused %d", len(grants), moved, late, stale)
+	t.Logf("%d grants; permits moved after a late KV answer %d, left unused %d", len(grants), moved, stale)
 	if len(grants) < want {
 		t.Errorf("%d grants in %v, want %d", len(grants), limit, want)
 	} else if took := grants[want-1].Sub(grants[0]); took < 2*window-window/10 {
@@ -166,17 +166,18 @@ func TestFleetAcquireHonoursContext(t *testing.T) {
 	}
 }
 
-// slowKV answers every Nth Update late, as a loaded NATS server would.
+// slowKV answers the updates late picks late, counting from 1, as a
+// loaded NATS server would.
 type slowKV struct {
 	jetstream.KeyValue
 	n     atomic.Int32
-	every int32
+	late  func(n int32) bool
 	delay time.Duration
 }
 
 func (s *slowKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
 	r, err := s.KeyValue.Update(ctx, key, value, rev)
-	if s.n.Add(1)%s.every == 0 {
+	if s.late(s.n.Add(1)) {
 		time.Sleep(s.delay)
 	}
 	return r, err
@@ -187,7 +188,7 @@ func (s *slowKV) Update(ctx context.Context, key string, value []byte, rev uint6
 func slowFleets(t *testing.T, n int, cfg throttle.FleetConfig, every int32, delay time.Duration) []*throttle.Fleet {
 	t.Helper()
 	return fleetsWith(t, n, cfg, func(kv jetstream.KeyValue) jetstream.KeyValue {
-		return &slowKV{KeyValue: kv, every: every, delay: delay}
+		return &slowKV{KeyValue: kv, late: func(n int32) bool { return n%every == 0 }, delay: delay}
 	})
 }
 
@@ -217,28 +218,53 @@ func TestSlowStoreDoesNotStretchTheBudget(t *testing.T) {
 }
 
 // A store that answers every update late (as CI's loaded machine did for
-// seconds) must not stop the budget: each permit is moved once more, then
-// handed out one round trip after its slot. Dropping such permits and
-// trying again gave 1 grant in 5 s and burnt 31 permits of the budget.
+// seconds) must not stop the budget, nor burn it: the permits are counted
+// ahead by the store's round trip. Dropping late permits and trying again
+// gave 1 grant in 5 s and burnt 31 permits of the budget.
 func TestStoreSlowForLongStillGrants(t *testing.T) {
 	t.Parallel()
-	// A 2 s window: the 1% a compare-and-set may take is 20 ms, and every
-	// update answers 30 ms late; the ring's margin (2% and a slot, 60 ms)
-	// covers the lateness.
+	// A 2 s window has 20 ms slots, and every update answers 30 ms late.
 	const budget, window = 20, 2 * time.Second
 	fs := slowFleets(t, 3, throttle.FleetConfig{Name: "bc-app", Requests: budget, Window: window, MaxConcurrency: 50}, 1, 30*time.Millisecond)
 	const want, limit = 2*budget + 1, 30 * time.Second
 	grants := hammerUntil(want, limit, 12, fs...)
 	checkWindow(t, grants, budget, window-window/10)
-	var late, stale int64
+	var moved, stale int64
 	for _, f := range fs {
-		late, stale = late+f.Stats().Late.Load(), stale+f.Stats().Stale.Load()
+		moved, stale = moved+f.Stats().Restamped.Load(), stale+f.Stats().Stale.Load()
 	}
-	t.Logf("%d grants, %d handed out late, %d left unused", len(grants), late, stale)
+	t.Logf("%d grants, %d permits moved, %d left unused", len(grants), moved, stale)
 	if len(grants) < want {
 		t.Errorf("%d grants in %v from a store slow on every update, want %d", len(grants), limit, want)
 	}
-	if late == 0 {
-		t.Error("no permit was handed out late although every update answered late")
+	if stale > budget/2 {
+		t.Errorf("%d permits left unused: the slow store burnt the budget", stale)
+	}
+}
+
+// A store slow for a moment makes a permit's count answer after its slot,
+// and the permits after it answer on time. Handed out as it stood (one
+// round trip late, as this limiter did when CI failed on it), that permit
+// let the third of a budget of 2 out 0.73 s after it, in a 1 s window.
+func TestStoreSlowForAMomentKeepsTheWindow(t *testing.T) {
+	t.Parallel()
+	const budget, window = 2, time.Second
+	// The budget is created, then its first three updates answer 300 ms
+	// late: the grant and both moves of the first permit of the run.
+	fs := fleetsWith(t, 1, throttle.FleetConfig{Name: "bc-app", Requests: budget, Window: window, MaxConcurrency: 50},
+		func(kv jetstream.KeyValue) jetstream.KeyValue {
+			return &slowKV{KeyValue: kv, late: func(n int32) bool { return n <= 3 }, delay: 300 * time.Millisecond}
+		})
+	if _, err := fs[0].Acquire(context.Background()); err != nil { // creates the budget
+		t.Fatal(err)
+	}
+	const want, limit = 2*budget + 1, 10 * time.Second
+	grants := hammerUntil(want, limit, 1, fs...)
+	checkWindow(t, grants, budget, window-window/10)
+	if len(grants) < want {
+		t.Errorf("%d grants in %v, want %d", len(grants), limit, want)
+	}
+	if moved := fs[0].Stats().Restamped.Load(); moved == 0 {
+		t.Error("no permit was moved although the store answered 300 ms late")
 	}
 }

@@ -61,9 +61,8 @@ type SharedStats struct {
 	// Retry-After reported by a service) are summed over the budgets.
 	Granted, Waited, RateWaits, LeaseWaits, Pauses int64
 	// Restamped counts permits moved to a later slot because the KV store
-	// answered late; Late those handed out one slow round trip after their
-	// slot because it stayed late; Stale those left counted and unused.
-	Restamped, Late, Stale int64
+	// answered after their slot ended; Stale those left counted and unused.
+	Restamped, Stale int64
 	// LeasesCreated, LeasesReused and LeasesDeleted count concurrency
 	// leases taken from the bucket, requests served by a lease this process
 	// already held, and leases given back.
@@ -87,7 +86,6 @@ func (s *Shared) Stats() SharedStats {
 		st.Pauses += bs.Pauses.Load()
 		st.Stale += bs.Stale.Load()
 		st.Restamped += bs.Restamped.Load()
-		st.Late += bs.Late.Load()
 		st.LeasesCreated += bs.LeasesCreated.Load()
 		st.LeasesReused += bs.LeasesReused.Load()
 		st.LeasesDeleted += bs.LeasesDeleted.Load()

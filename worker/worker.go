@@ -119,7 +119,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			log.Info().Int64("token_fetches", st.TokenFetches).Int64("permits_granted", st.Granted).
 				Int64("rate_waits", st.RateWaits).Int64("lease_waits", st.LeaseWaits).
 				Dur("time_waited", time.Duration(st.Waited)).Int64("throttled_429", st.Pauses).Int64("restamped_permits", st.Restamped).
-				Int64("late_permits", st.Late).Int64("stale_permits", st.Stale).
+				Int64("stale_permits", st.Stale).
 				Msg("shared token and request budgets")
 			if opts.SharedStats != nil {
 				*opts.SharedStats = st
