@@ -15,7 +15,8 @@ import (
 func TestLockRecord(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rl := NewRecordLocks(brokertest.KV(t, brokertest.New(t), broker.BucketRecords), time.Second)
+	b := brokertest.New(t)
+	rl := NewRecordLocks(b.JS, brokertest.KV(t, b, broker.BucketRecords), time.Second)
 
 	// Without the locks of a job (no loop, or no record locks): nothing.
 	if err := lockRecord(ctx, messages.TypeLocation, "FREE"); err != nil {
@@ -88,7 +89,7 @@ func TestLoopRenewsAndReleasesTheLocksAHandlerAdds(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv := brokertest.KV(t, b, broker.BucketRecords)
-	rl := NewRecordLocks(kv, time.Second)
+	rl := NewRecordLocks(b.JS, kv, time.Second)
 	added := make(chan error, 1)
 	stats := &Stats{}
 	l, err := NewLoop(LoopConfig{Subscription: "contoso", Consumer: cons, JS: b.JS, MaxDeliver: 5, Stats: stats, Locks: rl,

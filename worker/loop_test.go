@@ -431,7 +431,7 @@ func TestLoopReleasesEveryRecordLockBeforeRunReturns(t *testing.T) {
 	e.publish(t, n)
 	kv := brokertest.KV(t, e.b, broker.BucketRecords)
 	stats := &worker.Stats{}
-	stop := e.run(t, worker.LoopConfig{Concurrency: 8, Stats: stats, Locks: worker.NewRecordLocks(kv, 10*time.Second),
+	stop := e.run(t, worker.LoopConfig{Concurrency: 8, Stats: stats, Locks: worker.NewRecordLocks(e.b.JS, kv, 10*time.Second),
 		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { time.Sleep(20 * time.Millisecond); return nil })})
 	// Stopped with jobs in flight: they finish within the grace period, and
 	// their locks are released as Run returns.

@@ -192,7 +192,7 @@ func TestE2EDeleteByGUIDWaitsForTheCodesLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held, err := worker.NewRecordLocks(kv, time.Minute).Lock(ctx, "contoso", messages.TypeLocation, code, "a job named by the code")
+	held, err := worker.NewRecordLocks(e.b.JS, kv, time.Minute).Lock(ctx, "contoso", messages.TypeLocation, code, "a job named by the code")
 	if err != nil {
 		t.Fatal(err)
 	}

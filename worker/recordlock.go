@@ -13,6 +13,7 @@ import (
 
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -48,21 +49,22 @@ const (
 // Lock or Renew call that last succeeded, and a holder that runs longer must
 // Renew well within the TTL (every TTL/3 is a good rhythm). When a holder
 // dies, a lock never renewed expires by its NATS per-key TTL, one TTL after
-// it was taken; a renewed one (a KV update drops the key's TTL, see Renew) is
-// taken over by a waiter that saw it unchanged for a whole TTL, measured on
-// the waiter's own clock, so no two hosts' clocks are ever compared; such a
-// key stays in the bucket until a waiter comes.
+// it was taken, and a renewed one one TTL after its last renewal (see
+// Renew). As a safety net should a key's TTL not be applied, a waiter also
+// takes over a lock it saw unchanged for a whole TTL, measured on the
+// waiter's own clock, so no two hosts' clocks are ever compared.
 type RecordLocks struct {
+	js   messages.Publisher
 	kv   jetstream.KeyValue
 	ttl  time.Duration
 	poll time.Duration
 }
 
 // NewRecordLocks returns the locks and versions kept in kv (the
-// broker.BucketRecords bucket). ttl defaults to DefaultRecordLockTTL when
+// broker.BucketRecords bucket); js renews locks (see Renew). ttl defaults to DefaultRecordLockTTL when
 // <= 0, and is rounded up to whole seconds, the granularity of NATS per-key
 // TTLs.
-func NewRecordLocks(kv jetstream.KeyValue, ttl time.Duration) *RecordLocks {
+func NewRecordLocks(js messages.Publisher, kv jetstream.KeyValue, ttl time.Duration) *RecordLocks {
 	if ttl <= 0 {
 		ttl = DefaultRecordLockTTL
 	}
@@ -71,7 +73,7 @@ func NewRecordLocks(kv jetstream.KeyValue, ttl time.Duration) *RecordLocks {
 	}
 	// The watch wakes a waiter as soon as the lock is released or expires;
 	// this poll is the fallback should a wake-up go missing.
-	return &RecordLocks{kv: kv, ttl: ttl, poll: min(ttl/4, time.Second)}
+	return &RecordLocks{js: js, kv: kv, ttl: ttl, poll: min(ttl/4, time.Second)}
 }
 
 // TTL returns the locks' TTL after defaults and rounding.
@@ -155,9 +157,10 @@ func (r *RecordLocks) Lock(ctx context.Context, subscription string, typ message
 			seenRev, seenAt = e.Revision(), now
 		} else if now.Sub(seenAt) >= r.ttl {
 			// Unchanged for a whole TTL since this waiter first saw it, so
-			// written more than a TTL ago: its holder stopped renewing. Only
-			// renewed locks get here (a fresh one expires by its key TTL).
-			// The revision check frees it only if it is still that one.
+			// written more than a TTL ago: its holder stopped renewing. Only a
+			// key whose TTL was not applied gets here (a lock expires by its
+			// key's TTL). The revision check frees it only if it is still
+			// that one.
 			err := r.kv.Purge(ctx, k, jetstream.LastRevision(seenRev), jetstream.PurgeTTL(r.ttl))
 			if err != nil && !broker.IsConflict(err) {
 				return nil, lockErr(ctx, "free expired "+k, err)
@@ -196,19 +199,22 @@ func (r *RecordLocks) Lock(ctx context.Context, subscription string, typ message
 // the lock expired (whether or not another owner took it since) or was
 // unlocked; the holder must then stop working on the record.
 //
-// A NATS KV update cannot carry a per-key TTL (and drops the one the key
-// had), so a renewed lock's key no longer expires by itself: waiters free it
-// once they saw it unchanged for a TTL (see Lock).
+// nats.go's KV Update cannot carry a per-key TTL (and would drop the one
+// the key had), so Renew publishes the update to the key's subject itself,
+// with the revision it expects and the TTL: a renewed lock whose holder
+// died expires one TTL after the renewal, as a fresh one does.
 func (l *RecordLock) Renew(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.rev == 0 {
 		return fmt.Errorf("worker: record lock: renew %s: %w", l.key, ErrLockLost)
 	}
-	rev, err := l.locks.kv.Update(ctx, l.key, l.value, l.rev)
+	msg := nats.NewMsg("$KV." + l.locks.kv.Bucket() + "." + l.key)
+	msg.Data = l.value
+	ack, err := l.locks.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(l.rev), jetstream.WithMsgTTL(l.locks.ttl))
 	switch {
 	case err == nil:
-		l.rev = rev
+		l.rev = ack.Sequence
 		return nil
 	case broker.IsConflict(err):
 		l.rev = 0

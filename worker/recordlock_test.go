@@ -35,7 +35,7 @@ func newRecordLockEnv(t *testing.T, ttl time.Duration) *recordLockEnv {
 	if e.kvA == nil || e.kvB == nil {
 		t.Fatalf("no %s bucket", broker.BucketRecords)
 	}
-	e.a, e.b = worker.NewRecordLocks(e.kvA, ttl), worker.NewRecordLocks(e.kvB, ttl)
+	e.a, e.b = worker.NewRecordLocks(b.JS, e.kvA, ttl), worker.NewRecordLocks(b.JS, e.kvB, ttl)
 	return e
 }
 
@@ -69,7 +69,7 @@ func TestNewRecordLocksTTL(t *testing.T) {
 		{1200 * time.Millisecond, 2 * time.Second},
 		{90 * time.Second, 90 * time.Second},
 	} {
-		if got := worker.NewRecordLocks(nil, tc.in).TTL(); got != tc.want {
+		if got := worker.NewRecordLocks(nil, nil, tc.in).TTL(); got != tc.want {
 			t.Errorf("NewRecordLocks(ttl %v).TTL() = %v, want %v", tc.in, got, tc.want)
 		}
 	}
@@ -291,34 +291,61 @@ func TestRecordLockRenewKeepsTheLock(t *testing.T) {
 	}
 }
 
+// A lock whose holder stopped renewing leaves the bucket by its key's TTL,
+// whether or not it was renewed, with no waiter to free it; a Renew after
+// that is refused and does not bring it back. (nats.go's KV Update drops a
+// key's TTL: a lock renewed that way stayed in the bucket for good.)
 func TestRecordLockRenewAfterExpiryIsLost(t *testing.T) {
 	t.Parallel()
 	e := newRecordLockEnv(t, time.Second)
-	ctx := testContext(t, 10*time.Second)
-	l, err := lockRecord(ctx, e.a, testRecord, "slow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Nobody takes it: it just expires.
-	for {
-		_, err := e.kvB.Get(ctx, "lock.contoso.customer.C00010")
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err := l.Renew(ctx); !errors.Is(err, worker.ErrLockLost) {
-		t.Fatalf("Renew of an expired lock = %v, want ErrLockLost", err)
-	}
-	// Renew must not have brought it back.
-	if _, err := e.kvB.Get(ctx, "lock.contoso.customer.C00010"); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Errorf("the lock's key after a lost Renew: %v", err)
-	}
-	if err := l.Unlock(ctx); err != nil {
-		t.Errorf("Unlock of an expired lock: %v", err)
+	for name, renew := range map[string]bool{"never renewed": false, "renewed": true} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t, 10*time.Second)
+			r := record{"contoso", messages.TypeCustomer, strings.ReplaceAll(name, " ", "-")}
+			key := "lock.contoso.customer." + r.key
+			l, err := lockRecord(ctx, e.a, r, "slow")
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if renew {
+				time.Sleep(500 * time.Millisecond)
+				if err := l.Renew(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := e.kvB.Get(ctx, key); err != nil {
+					t.Fatalf("the lock's key right after Renew: %v", err)
+				}
+			}
+			// Nobody takes it: it just expires.
+			for {
+				_, err := e.kvB.Get(ctx, key)
+				if errors.Is(err, jetstream.ErrKeyNotFound) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("the lock's key %v after it was taken: %v", time.Since(start), err)
+				}
+				if time.Since(start) > 6*time.Second {
+					t.Fatalf("the lock's key is still there %v after it was taken, with a TTL of 1s", time.Since(start))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if took := time.Since(start); renew && took < 1200*time.Millisecond {
+				t.Errorf("a lock renewed 0.5 s after it was taken expired %v after it was taken, before its renewed TTL", took)
+			}
+			if err := l.Renew(ctx); !errors.Is(err, worker.ErrLockLost) {
+				t.Fatalf("Renew of an expired lock = %v, want ErrLockLost", err)
+			}
+			// Renew must not have brought it back.
+			if _, err := e.kvB.Get(ctx, key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				t.Errorf("the lock's key after a lost Renew: %v", err)
+			}
+			if err := l.Unlock(ctx); err != nil {
+				t.Errorf("Unlock of an expired lock: %v", err)
+			}
+		})
 	}
 }
 
@@ -386,7 +413,7 @@ func TestRecordLockHonoursContext(t *testing.T) {
 
 func TestRecordLockRejectsBadInput(t *testing.T) {
 	t.Parallel()
-	locks := worker.NewRecordLocks(nil, 0) // never reached
+	locks := worker.NewRecordLocks(nil, nil, 0) // never reached
 	ctx := context.Background()
 	for name, r := range map[string]record{
 		"subscription with a dot":   {"a.b", messages.TypeCustomer, "C1"},
@@ -638,7 +665,7 @@ func TestRecordWritesTheAliasAgainAfterItFailed(t *testing.T) {
 	t.Parallel()
 	e := newRecordLockEnv(t, 0)
 	ctx := testContext(t, 10*time.Second)
-	locks := worker.NewRecordLocks(&failingPuts{KeyValue: e.kvA}, 0)
+	locks := worker.NewRecordLocks(nil, &failingPuts{KeyValue: e.kvA}, 0)
 	r := testRecord
 	guid := "6f1c1d3e-0000-4000-8000-00000000a003"
 	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)

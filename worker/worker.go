@@ -289,7 +289,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 	}
 	// One job per record at a time, fleet-wide, and versions that only move
 	// forward (DESIGN invariant 2).
-	records := NewRecordLocks(opts.records, sub.Worker.AckWait)
+	records := NewRecordLocks(opts.Broker.JS, opts.records, sub.Worker.AckWait)
 	var loop *Loop
 	bcfg := opts.Breaker
 	bcfg.Subscription, bcfg.JS, bcfg.Consumer, bcfg.Log = sub.Name, opts.Broker.JS, broker.ConsumerName(sub.Name), log

@@ -219,7 +219,7 @@ func benchLoop(ctx context.Context, b *broker.Broker, o pipelineBench, sub strin
 	}
 	var rl *worker.RecordLocks
 	if locks {
-		rl = worker.NewRecordLocks(kvs[broker.BucketRecords], time.Minute)
+		rl = worker.NewRecordLocks(b.JS, kvs[broker.BucketRecords], time.Minute)
 	}
 	stats := &worker.Stats{}
 	l, err := worker.NewLoop(worker.LoopConfig{
