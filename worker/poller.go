@@ -57,7 +57,8 @@ func (p *Poller) Run(ctx context.Context) {
 
 // poll takes the lease and, if it got it, publishes the delta jobs.
 func (p *Poller) poll(ctx context.Context, ttl time.Duration) error {
-	_, err := p.KV.Create(ctx, PollLeaseKey(p.Subscription), []byte(p.WorkerID), jetstream.KeyTTL(ttl))
+	key := PollLeaseKey(p.Subscription)
+	rev, err := p.KV.Create(ctx, key, []byte(p.WorkerID), jetstream.KeyTTL(ttl))
 	if broker.IsConflict(err) {
 		return nil // another worker polled in this interval
 	}
@@ -65,12 +66,21 @@ func (p *Poller) poll(ctx context.Context, ttl time.Duration) error {
 		return fmt.Errorf("worker: poll lease: %w", err)
 	}
 	// Ids name the interval, so that a poll published twice (a lease
-	// lost and taken again within it) is deduplicated.
+	// lost and taken again within it, or a poll retried after a failed
+	// publish) is deduplicated.
 	slot := strconv.FormatInt(time.Now().UnixNano()/int64(ttl), 10)
 	for _, t := range p.Types {
 		job := messages.Job{ID: "poll-" + string(t) + "-" + slot, Subscription: p.Subscription, Type: t, Op: messages.OpDelta, Source: "poller"}
 		if _, _, err := messages.Publish(ctx, p.JS, job); err != nil {
-			return fmt.Errorf("worker: poll %s: %w", t, err)
+			err = fmt.Errorf("worker: poll %s: %w", t, err)
+			// Give the lease back, so that the next check (here or on
+			// another worker) polls again, not one interval later.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if derr := p.KV.Delete(dctx, key, jetstream.LastRevision(rev)); derr != nil && !broker.IsConflict(derr) {
+				err = fmt.Errorf("%w; the poll lease stays until it expires: %w", err, derr)
+			}
+			return err
 		}
 	}
 	p.Polls.Add(1)

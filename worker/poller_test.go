@@ -1,11 +1,20 @@
 package worker_test
 
 import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bcsync/bcsync/bcclient/bctest"
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
+	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -61,5 +70,60 @@ func TestE2EPollerSyncsChangesOnceWithTwoWorkers(t *testing.T) {
 	t.Logf("%d polls in %v by %d of 2 workers", polls, elapsed.Round(time.Millisecond), pollingWorkers)
 	if n := e.streamMsgs("BCSYNC_DLQ"); n != 0 {
 		t.Errorf("%d dead letters", n)
+	}
+}
+
+// failFirst refuses its first fail publishes, as JetStream does when it
+// has no quorum or storage for a moment.
+type failFirst struct {
+	messages.Publisher
+	fail  int32
+	calls atomic.Int32
+}
+
+func (f *failFirst) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if f.calls.Add(1) <= f.fail {
+		return nil, errors.New("nats: no responders available for request")
+	}
+	return f.Publisher.PublishMsg(ctx, msg, opts...)
+}
+
+// A poll whose publish failed gives its lease back, so the next check polls
+// again; keeping the lease put the changes off by a whole interval.
+func TestPollerRetriesAFailedPublishAtTheNextCheck(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := brokertest.New(t)
+	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kv := brokertest.KV(t, b, broker.BucketProgress)
+	var logs syncBuffer
+	const interval = 8 * time.Second // checks every 1-3 s
+	js := &failFirst{Publisher: b.JS, fail: 1}
+	p := &worker.Poller{JS: js, KV: kv, Subscription: "contoso", Types: []messages.Type{messages.TypeLocation},
+		Interval: interval, WorkerID: "w1", Log: zerolog.New(&logs)}
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	waitFor(t, interval, "a poll after the failed one", func() bool { return p.Polls.Load() == 1 })
+	if took := time.Since(start); took > interval*3/4 {
+		t.Errorf("the poll succeeded %v after the failed one, with a lease of %v: the lease was kept", took, interval)
+	}
+	cancel()
+	<-done
+	if js.calls.Load() != 2 {
+		t.Errorf("%d publishes, want the failed one and its retry", js.calls.Load())
+	}
+	info, err := b.JS.Stream(context.Background(), messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("%d jobs queued, want the one delta job", n)
+	}
+	if !strings.Contains(logs.String(), "poll failed") {
+		t.Errorf("the failed poll was not logged: %q", logs.String())
 	}
 }
