@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -698,4 +700,29 @@ func writeVersion(ctx context.Context, l *worker.RecordLocks, sub string, typ me
 func staleVersion(ctx context.Context, l *worker.RecordLocks, sub string, typ messages.Type, key string, modified time.Time) (bool, error) {
 	v, err := l.Version(ctx, sub, typ, key)
 	return v.Stale(modified), err
+}
+
+// BenchmarkRecordLockUnlock is the record lock's cost per job: a Lock and an
+// Unlock of a record nobody else holds, 64 at once, on the embedded broker
+// (see BENCHMARKS.md, which compares it with a raw consume-and-ack).
+func BenchmarkRecordLockUnlock(b *testing.B) {
+	br := brokertest.New(b)
+	locks := worker.NewRecordLocks(br.JS, brokertest.KV(b, br, broker.BucketRecords), time.Minute)
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(64 / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l, err := locks.Lock(ctx, "contoso", messages.TypeCustomer, "C"+strconv.FormatInt(n.Add(1), 10), "bench")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := l.Unlock(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
