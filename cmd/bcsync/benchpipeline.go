@@ -351,6 +351,12 @@ func benchE2E(ctx context.Context, b *broker.Broker, o pipelineBench, out io.Wri
 		}
 	}
 
+	// CPU time is counted from here: the workers' and this process's.
+	cpuStart := make([]time.Duration, len(procs)+1)
+	for i, p := range procs {
+		cpuStart[i] = cpuTime(p.Process.Pid)
+	}
+	cpuStart[len(procs)] = cpuTime(os.Getpid())
 	start := time.Now()
 	if err := publishEach(ctx, b.JS, bc.CustomerNumbers(), func(key string) {
 		mu.Lock()
@@ -387,9 +393,12 @@ func benchE2E(ctx context.Context, b *broker.Broker, o pipelineBench, out io.Wri
 	}
 	elapsed := time.Since(start)
 	var rss []int64
-	for _, p := range procs {
+	var workersCPU time.Duration
+	for i, p := range procs {
 		rss = append(rss, peakRSS(p.Process.Pid))
+		workersCPU += cpuTime(p.Process.Pid) - cpuStart[i]
 	}
+	ownCPU := cpuTime(os.Getpid()) - cpuStart[len(procs)]
 	mu.Lock()
 	slices.Sort(lat)
 	n := len(lat)
@@ -403,6 +412,8 @@ func benchE2E(ctx context.Context, b *broker.Broker, o pipelineBench, out io.Wri
 	fmt.Fprintf(out, "  end to end                  %8.0f jobs/s (all enqueued at once, until all acknowledged)\n", float64(o.e2eJobs)/elapsed.Seconds())
 	fmt.Fprintf(out, "  latency, enqueue to write   p50 %v, p99 %v (%d writes)\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond), n)
 	fmt.Fprintf(out, "  BC requests                 %8d (%.1f jobs per request)\n", bc.Stats().APIRequests, float64(o.e2eJobs)/float64(max(bc.Stats().APIRequests, 1)))
+	perJob := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(o.e2eJobs) }
+	fmt.Fprintf(out, "  CPU per job                 %.2f ms in the workers, %.2f ms in this process (broker, simulators, publishing)\n", perJob(workersCPU), perJob(ownCPU))
 	for i, r := range rss {
 		fmt.Fprintf(out, "  peak RSS of worker %d        %5d MiB\n", i+1, r>>20)
 	}
@@ -443,6 +454,32 @@ func publishEach(ctx context.Context, js jetstream.JetStream, keys []string, bef
 	}
 	wg.Wait()
 	return first
+}
+
+// cpuTime is the user and system CPU time process pid used so far (Linux),
+// or 0.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which may hold spaces and ends
+	// with the line's last ')': utime and stime are the 12th and 13th, in
+	// clock ticks of 1/100 s.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // peakRSS is process pid's peak resident set size in bytes (Linux), or 0.

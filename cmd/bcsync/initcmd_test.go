@@ -141,10 +141,27 @@ func TestBenchPipelineReports(t *testing.T) {
 		t.Fatalf("bench pipeline: %v\n%s", err, out)
 	}
 	for _, want := range []string{"raw JetStream consume+ack", "bcsync consume loop", "% of raw;", "over the rounds)", "medians of 2 rounds", "end to end", "p50", "p99",
-		"(50 writes)", "peak RSS of worker 1", "peak RSS of worker 2", "peak RSS of this process"} {
+		"(50 writes)", "ms in the workers", "ms in this process", "peak RSS of worker 1", "peak RSS of worker 2", "peak RSS of this process"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// cpuTime reads a process's CPU time from /proc: it grows as the process
+// works, and is 0 for a process that does not exist.
+func TestCPUTime(t *testing.T) {
+	// Busy until it shows 30 ms more (a loaded machine gives this process
+	// less than the wall time), or for 10 s, which means it does not grow.
+	before := cpuTime(os.Getpid())
+	start := time.Now()
+	for cpuTime(os.Getpid()) < before+30*time.Millisecond {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("CPU time still %v after 10 s of busy loop (from %v)", cpuTime(os.Getpid()), before)
+		}
+	}
+	if d := cpuTime(1 << 30); d != 0 {
+		t.Errorf("CPU time of no process: %v", d)
 	}
 }
 
