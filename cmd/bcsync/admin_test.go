@@ -76,6 +76,7 @@ func TestWorkerBinaryServesMetricsAndProbes(t *testing.T) {
 		`bcsync_throttle_leases_created_total`,
 		`bcsync_throttle_leases_reused_total`,
 		`go_goroutines`,
+		"go_gc_gogc_percent 400", // the worker's default (testEnv drops GOGC)
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -134,4 +135,20 @@ func metricValue(t *testing.T, exposition, name string) float64 {
 	}
 	t.Fatalf("/metrics lacks %s", name)
 	return 0
+}
+
+// GOGC in the environment wins over the worker's default.
+func TestWorkerGCPercent(t *testing.T) {
+	t.Parallel()
+	env := func(vars map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	}
+	if pct, ok := workerGCPercent(env(nil)); !ok || pct != defaultWorkerGCPercent {
+		t.Errorf("without GOGC: %d, %v; want %d, true", pct, ok, defaultWorkerGCPercent)
+	}
+	for _, v := range []string{"150", "off", ""} {
+		if _, ok := workerGCPercent(env(map[string]string{"GOGC": v})); ok {
+			t.Errorf("GOGC=%q: the worker overrode it", v)
+		}
+	}
 }

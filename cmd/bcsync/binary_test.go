@@ -69,7 +69,7 @@ func testEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if name == "NATS_URL" || name == "NATS_CREDS" || strings.HasPrefix(name, "BCSYNC_") {
+		if name == "NATS_URL" || name == "NATS_CREDS" || name == "GOGC" || strings.HasPrefix(name, "BCSYNC_") {
 			continue
 		}
 		env = append(env, kv)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/bcsync/bcsync/broker"
@@ -39,6 +41,9 @@ On SIGTERM or Ctrl-C it stops pulling, lets in-flight jobs finish within
 			cfg, log, err := g.loadConfig(cmd.ErrOrStderr())
 			if err != nil {
 				return err
+			}
+			if pct, ok := workerGCPercent(os.LookupEnv); ok {
+				debug.SetGCPercent(pct)
 			}
 			b, err := connectFromConfig(cmd.Context(), cfg, listen, "bcsync-worker", log)
 			if err != nil {
@@ -126,4 +131,23 @@ func connectFromConfig(ctx context.Context, cfg *config.Config, listen, name str
 		Name:      name,
 		Log:       log,
 	})
+}
+
+// defaultWorkerGCPercent is the worker's GOGC unless the environment sets
+// one. A worker's live heap is small (about 10 MB), so Go's default of 100
+// collects it many times a second under load. In bench pipeline (b), five
+// alternating pairs of runs over 10,000 jobs: the workers' CPU per job went
+// from 0.36-0.52 ms to 0.30-0.38 ms, and 2,009-2,822 jobs/s to
+// 2,611-3,330, for 40 MiB of peak RSS per worker instead of 28.
+// GOMEMLIMIT (set from the container's memory limit in deploy/) still
+// bounds the heap.
+const defaultWorkerGCPercent = 400
+
+// workerGCPercent is the GC percent the worker sets, and false when the
+// environment's GOGC is to be left alone.
+func workerGCPercent(lookup func(string) (string, bool)) (int, bool) {
+	if _, set := lookup("GOGC"); set {
+		return 0, false
+	}
+	return defaultWorkerGCPercent, true
 }
