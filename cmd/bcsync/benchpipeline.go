@@ -52,7 +52,8 @@ func newBenchPipelineCmd() *cobra.Command {
     binary's worker command (--e2e-concurrency jobs at once each) against the
     BC and iPaaS.com simulators on loopback (fleet-wide token, budgets,
     record locks and all), with jobs/s, p50/p99 latency from enqueue to the
-    iPaaS.com write, BC requests per job, and each worker's peak RSS.`,
+    iPaaS.com write, BC requests per job, CPU time per job (the workers', and
+    this process's: broker, simulators, publisher), and each worker's peak RSS.`,
 		Example: "  bcsync bench pipeline --jobs 20000 --e2e-jobs 5000",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
