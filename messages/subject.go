@@ -86,6 +86,11 @@ func JobSubject(subscription string, t Type, key string) string {
 	return JobsPrefix + "." + subscription + "." + string(t) + "." + KeyToken(key)
 }
 
+// TypeFilter is the subject filter of one subscription's jobs of type t.
+func TypeFilter(subscription string, t Type) string {
+	return JobsPrefix + "." + subscription + "." + string(t) + ".*"
+}
+
 // SubscriptionFilter is the subject filter of one subscription's jobs.
 func SubscriptionFilter(subscription string) string {
 	return JobsPrefix + "." + subscription + ".>"

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bcsync/bcsync/bcclient"
@@ -31,6 +32,11 @@ type Progress struct {
 	// Pages and Enqueued count the pages read and the jobs published.
 	Pages    int `json:"pages"`
 	Enqueued int `json:"enqueued"`
+	// LastSeq is the highest BCSYNC_JOBS sequence of the jobs published:
+	// once no job of the type is left in the stream between the bulk job's
+	// own sequence and this one, its records are all settled (bcsync init
+	// waits for that).
+	LastSeq uint64 `json:"last_seq,omitempty"`
 	// Since is the watermark a delta started from; Newest the latest
 	// lastModifiedDateTime seen, the next watermark.
 	Since  time.Time `json:"since,omitzero"`
@@ -95,10 +101,12 @@ func (b *Bulk) Handle(ctx context.Context, job *messages.Job) error {
 		opts = append(opts, bcclient.ResumeAt(p.Next))
 	}
 	page := func(recs []snapshot) error {
-		if err := b.publish(ctx, job, recs); err != nil {
+		last, err := b.publish(ctx, job, recs)
+		if err != nil {
 			return err
 		}
 		p.Enqueued += len(recs)
+		p.LastSeq = max(p.LastSeq, last)
 		for _, r := range recs {
 			if r.modified.After(p.Newest) {
 				p.Newest = r.modified
@@ -176,10 +184,12 @@ func derivedID(parent, key string) string {
 }
 
 // publish sends one upsert job per record and returns once JetStream stored
-// them all. Their ids derive from the bulk job and the record, so that a
-// page published again after a crash is deduplicated.
-func (b *Bulk) publish(ctx context.Context, job *messages.Job, recs []snapshot) error {
+// them all, with the highest stream sequence among them. Their ids derive
+// from the bulk job and the record, so that a page published again after a
+// crash is deduplicated (its sequences are then the first copies').
+func (b *Bulk) publish(ctx context.Context, job *messages.Job, recs []snapshot) (uint64, error) {
 	errs := make(chan error, len(recs))
+	var last atomic.Uint64
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
 	for _, r := range recs {
@@ -190,8 +200,12 @@ func (b *Bulk) publish(ctx context.Context, job *messages.Job, recs []snapshot) 
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if _, _, err := messages.Publish(ctx, b.JS, j); err != nil {
+			ack, _, err := messages.Publish(ctx, b.JS, j)
+			if err != nil {
 				errs <- fmt.Errorf("publish the job of %s %q: %w", j.Type, j.Key, err)
+				return
+			}
+			for seq := last.Load(); ack.Sequence > seq && !last.CompareAndSwap(seq, ack.Sequence); seq = last.Load() {
 			}
 		})
 	}
@@ -207,7 +221,7 @@ func (b *Bulk) publish(ctx context.Context, job *messages.Job, recs []snapshot) 
 		}
 		all = append(all, err)
 	}
-	return errors.Join(all...)
+	return last.Load(), errors.Join(all...)
 }
 
 func (b *Bulk) load(ctx context.Context, key string) (Progress, uint64, error) {

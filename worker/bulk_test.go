@@ -67,6 +67,13 @@ func TestE2EInitializeResumesAtItsCheckpoint(t *testing.T) {
 	if !done.Done || done.Pages != pages {
 		t.Errorf("progress %+v, want done after %d pages", done, pages)
 	}
+	// The initialize job and one job per record, each stored once: the
+	// last record job's sequence is the stream's last.
+	if s, err := e.b.JS.Stream(context.Background(), messages.StreamJobs); err != nil {
+		t.Fatal(err)
+	} else if last := s.CachedInfo().State.LastSeq; done.LastSeq != last || last != n+1 {
+		t.Errorf("progress names %d as its last job's sequence; the stream's last is %d, want %d", done.LastSeq, last, n+1)
+	}
 	// The page being read when the first worker stopped may be read again;
 	// no page before it is.
 	if reads < pages || reads > pages+1 {

@@ -38,9 +38,10 @@ each page (a worker that dies is resumed by another at its checkpoint).
 "all" initializes customer categories, locations and shipping methods, in
 that order, each once the one before is done.
 
-Follows the progress (pages read, jobs enqueued, jobs done, dead letters)
-until the type is done, and exits non-zero if anything was dead-lettered;
---no-wait returns once the job is queued. Workers must be running.`,
+Follows the progress (pages read, jobs enqueued, dead letters) until every
+job it enqueued is settled, whatever else the subscription's queue holds,
+and exits non-zero if anything was dead-lettered; --no-wait returns once the
+job is queued. Workers must be running.`,
 		Example: `  bcsync init location --subscription contoso
   bcsync init all --subscription contoso --nats-url nats://nats:4222`,
 		Args: cobra.ExactArgs(1),
@@ -77,7 +78,7 @@ until the type is done, and exits non-zero if anything was dead-lettered;
 			out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			dead := 0
 			for _, t := range types {
-				_, job, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: sub, Type: t, Op: messages.OpInitialize, Source: "bcsync init"})
+				ack, job, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: sub, Type: t, Op: messages.OpInitialize, Source: "bcsync init"})
 				if err != nil {
 					return err
 				}
@@ -85,7 +86,7 @@ until the type is done, and exits non-zero if anything was dead-lettered;
 				if noWait {
 					continue
 				}
-				f := follower{js: b.JS, progress: kvs[broker.BucketProgress], sub: sub, t: t, jobID: job.ID, bar: progress, w: errw}
+				f := follower{js: b.JS, progress: kvs[broker.BucketProgress], sub: sub, t: t, jobID: job.ID, seq: ack.Sequence, bar: progress, w: errw}
 				p, d, err := f.follow(ctx)
 				if err != nil {
 					return err
@@ -117,13 +118,16 @@ type follower struct {
 	sub      string
 	t        messages.Type
 	jobID    string
+	seq      uint64 // the initialize job's stream sequence
 	bar      bool
 	w        io.Writer
 }
 
 // follow returns the job's final progress and the dead letters of its type
-// stored meanwhile. Done means every page read, every record job published
-// and the subscription's queue drained.
+// stored meanwhile. Done means every page read, every record job published,
+// and none of them left in the job stream (settled: acknowledged, or
+// dead-lettered and terminated). Other jobs of the subscription, before or
+// after, are not waited for.
 func (f follower) follow(ctx context.Context) (worker.Progress, int, error) {
 	deadBefore, err := f.dead(ctx)
 	if err != nil {
@@ -142,7 +146,7 @@ func (f follower) follow(ctx context.Context) (worker.Progress, int, error) {
 		if err != nil {
 			return p, 0, err
 		}
-		queued, err := f.queued(ctx)
+		left, err := f.left(ctx, p)
 		if err != nil {
 			return p, 0, err
 		}
@@ -152,11 +156,14 @@ func (f follower) follow(ctx context.Context) (worker.Progress, int, error) {
 		}
 		dead := deadNow - deadBefore
 		if bar != nil {
-			done := max(p.Enqueued-queued, 0)
-			bar.Describe(fmt.Sprintf("initialize %s: %d pages, %d enqueued, %d done, %d dead-lettered", f.t, p.Pages, p.Enqueued, done, dead))
+			state := "reading BC"
+			if p.Done {
+				state = "syncing the last jobs"
+			}
+			bar.Describe(fmt.Sprintf("initialize %s: %d pages, %d enqueued, %d dead-lettered; %s", f.t, p.Pages, p.Enqueued, dead, state))
 			_ = bar.Add(1)
 		}
-		if p.Done && queued == 0 {
+		if p.Done && !left {
 			return p, dead, nil
 		}
 		select {
@@ -182,23 +189,25 @@ func (f follower) read(ctx context.Context) (worker.Progress, error) {
 	return p, nil
 }
 
-// queued counts the subscription's jobs not yet done: waiting or in
-// flight (the initialize job included, and any other job of the
-// subscription).
-func (f follower) queued(ctx context.Context) (int, error) {
-	c, err := f.js.Consumer(ctx, messages.StreamJobs, broker.ConsumerName(f.sub))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		// No worker ever served the subscription: everything waits.
-		return subjectCount(ctx, f.js, messages.StreamJobs, messages.SubscriptionFilter(f.sub))
-	}
+// left reports whether a job of the initialize job is still in the job
+// stream: the initialize job itself, or one of the record jobs it published
+// (stream sequences from its own to p.LastSeq; the stream keeps a job until
+// it is settled). A job of the same type published meanwhile by someone
+// else, in that range, is waited for too. (A held job requeued on its last
+// delivery gets a sequence past the range and is not.)
+func (f follower) left(ctx context.Context, p worker.Progress) (bool, error) {
+	s, err := f.js.Stream(ctx, messages.StreamJobs)
 	if err != nil {
-		return 0, fmt.Errorf("init: consumer of %s: %w", f.sub, err)
+		return false, fmt.Errorf("init: stream %s: %w", messages.StreamJobs, err)
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("init: consumer of %s: %w", f.sub, err)
+	m, err := s.GetMsg(ctx, f.seq, jetstream.WithGetMsgSubject(messages.TypeFilter(f.sub, f.t)))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("init: look for the jobs left: %w", err)
 	}
-	return int(info.NumPending) + info.NumAckPending, nil
+	return m.Sequence <= max(p.LastSeq, f.seq), nil
 }
 
 // dead counts the dead letters of the type.

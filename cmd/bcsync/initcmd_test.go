@@ -14,6 +14,7 @@ import (
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/config"
 	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
+	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
 	"github.com/rs/zerolog"
 )
@@ -89,6 +90,49 @@ func TestInitExitsNonZeroWhenARecordDeadLetters(t *testing.T) {
 	}
 	if got := e.ip.Count("customer"); got != 11 {
 		t.Errorf("%d customers at iPaaS.com, want 11", got)
+	}
+}
+
+// init waits for the jobs it enqueued, not for the rest of the
+// subscription's queue: here a customer job waits for its record's lock for
+// the whole run. Waiting for the queue to drain, init never returned.
+func TestInitDoesNotWaitForOtherJobs(t *testing.T) {
+	t.Parallel()
+	e := newInitEnv(t, bctest.Options{Locations: 10, Customers: 3, Budget: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stuck := e.bc.CustomerNumbers()[0]
+	locks := worker.NewRecordLocks(e.b.JS, brokertest.KV(t, e.b, broker.BucketRecords), time.Hour)
+	held, err := locks.Lock(ctx, "demo", messages.TypeCustomer, stuck, "the test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock(context.Background())
+	if _, _, err := messages.Publish(ctx, e.b.JS, messages.Job{Subscription: "demo", Type: messages.TypeCustomer, Op: messages.OpUpsert, Key: stuck}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, ctx, "", "init", "location", "--subscription", "demo", "--nats-url", e.b.ClientURL(), "--progress=false")
+	if code != 0 {
+		t.Fatalf("init exited %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "10 jobs enqueued, 0 dead-lettered") {
+		t.Errorf("init reported:\n%s", out)
+	}
+	if got := e.ip.Count("location"); got != 10 {
+		t.Errorf("init returned with %d of 10 locations at iPaaS.com", got)
+	}
+	// The customer job is still queued: init did not wait for it.
+	c, err := e.b.JS.Consumer(ctx, messages.StreamJobs, broker.ConsumerName("demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Info(ctx); err != nil {
+		t.Fatal(err)
+	} else if info.NumPending+uint64(info.NumAckPending) != 1 {
+		t.Errorf("%d jobs pending, %d in flight: want the stuck customer job alone", info.NumPending, info.NumAckPending)
+	}
+	if got := e.ip.Count("customer"); got != 0 {
+		t.Errorf("%d customers at iPaaS.com: the lock did not hold the job", got)
 	}
 }
 
