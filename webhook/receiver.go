@@ -106,8 +106,9 @@ type Stats struct {
 }
 
 // Receiver is the http.Handler BC posts to: POST /webhook/<subscription>.
-// A request with a validationToken query parameter is BC's handshake,
-// answered 200 with the token as plain text; any other is a notification,
+// A request with a validationToken query parameter (POST or GET) is BC's
+// handshake, answered 200 with the token as plain text; any other POST is a
+// notification,
 // answered 202 once its jobs are in JetStream. See Reason for the
 // rejections. It is safe for concurrent use.
 type Receiver struct {
@@ -183,7 +184,10 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.reject(w, req, "", ReasonNotFound, http.StatusNotFound, "not found: BC posts to "+PathPrefix+"<subscription>")
 		return
 	}
-	if req.Method != http.MethodPost {
+	// BC's documentation says it "issues a request" for the handshake,
+	// without naming the method: a GET is answered too, for a refused
+	// handshake would lose the subscription. Notifications are POSTed.
+	if req.Method != http.MethodPost && req.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodPost)
 		r.reject(w, req, name, ReasonMethod, http.StatusMethodNotAllowed, "use POST")
 		return
@@ -200,6 +204,11 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if tokens, ok := q["validationToken"]; ok {
 		r.handshake(w, req, name, tokens)
+		return
+	}
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		r.reject(w, req, name, ReasonMethod, http.StatusMethodNotAllowed, "use POST: a GET is only BC's handshake, with a validationToken")
 		return
 	}
 	r.notification(w, req, name, state)
