@@ -36,8 +36,10 @@ type DeadLetter struct {
 	Reason string `json:"reason"`
 	// Attempts is the number of deliveries the job had.
 	Attempts int `json:"attempts"`
-	// FirstFailure and LastFailure bracket the failures seen. FirstFailure
-	// is the first delivery time when earlier failures were not recorded.
+	// FirstFailure and LastFailure bracket the failures seen. The workers
+	// keep a failing job's first failure time across its deliveries (and
+	// requeued copies); when that record was lost, FirstFailure is the
+	// job's stored time.
 	FirstFailure time.Time `json:"first_failure"`
 	LastFailure  time.Time `json:"last_failure"`
 	// WorkerID names the worker that dead-lettered the job.

@@ -40,15 +40,7 @@ func countingFleets(t *testing.T, n int, cfg throttle.FleetConfig) ([]*throttle.
 // leaseKeys lists the concurrency leases in the bucket.
 func leaseKeys(t *testing.T, kv jetstream.KeyValue) []string {
 	t.Helper()
-	l, err := kv.ListKeysFiltered(context.Background(), "lease.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys []string
-	for k := range l.Keys() {
-		keys = append(keys, k)
-	}
-	return keys
+	return brokertest.Keys(t, kv, "lease.>")
 }
 
 func TestFleetKeepsItsLeaseForItsNextRequests(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
 	"github.com/nats-io/nats.go"
@@ -47,7 +48,9 @@ func TestLoopOutageHoldsAndRequeuesButNeverDeadLetters(t *testing.T) {
 	down.Store(true)
 	var calls atomic.Int32
 	br := e.breaker(t, worker.BreakerConfig{Threshold: 3, MinPause: 200 * time.Millisecond, MaxPause: 200 * time.Millisecond})
-	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Breaker: br, Concurrency: 4,
+	failures := brokertest.KV(t, e.b, broker.BucketRecords)
+	start := time.Now()
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Breaker: br, Concurrency: 4, Failures: failures,
 		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
 			calls.Add(1)
 			if down.Load() {
@@ -57,6 +60,17 @@ func TestLoopOutageHoldsAndRequeuesButNeverDeadLetters(t *testing.T) {
 		})})
 	waitFor(t, 10*time.Second, "the consumer paused", func() bool { return e.paused(t) })
 	waitFor(t, 20*time.Second, "a job requeued on its last delivery", func() bool { return stats.Requeued.Load() > 0 })
+	// The first copy (after the 20 jobs) carries when the job it replaces
+	// first failed: its dead letter, if it came to one, would say so.
+	s, err := e.b.JS.Stream(context.Background(), messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copy1, err := s.GetMsg(context.Background(), 21); err != nil {
+		t.Errorf("the first requeued copy: %v", err)
+	} else if first, err := time.Parse(time.RFC3339Nano, copy1.Header.Get(worker.HeaderFirstFailure)); err != nil || first.Before(start) || !first.Before(copy1.Time) {
+		t.Errorf("the requeued copy's first failure %q (%v): want between the test's start %v and the copy's %v", copy1.Header.Get(worker.HeaderFirstFailure), err, start, copy1.Time)
+	}
 	down.Store(false)
 	waitFor(t, 20*time.Second, "every job acked", func() bool { return stats.Acked.Load() == 20 })
 	if n := stats.DeadLettered.Load(); n != 0 {
@@ -74,6 +88,8 @@ func TestLoopOutageHoldsAndRequeuesButNeverDeadLetters(t *testing.T) {
 	if s := br.Stats().State.Load(); s != worker.StateClosed {
 		t.Errorf("breaker state %d after recovery, want closed", s)
 	}
+	// Every job settled: no first failure is kept any more.
+	waitFor(t, 5*time.Second, "the first failures forgotten", func() bool { return len(failureKeys(t, failures)) == 0 })
 	t.Logf("%d handler calls for 20 jobs; held %d, requeued %d, trips %d", calls.Load(), stats.Held.Load(), stats.Requeued.Load(), br.Stats().Trips.Load())
 }
 

@@ -77,6 +77,10 @@ type LoopConfig struct {
 	// a job waits for its record's lock (renewed with the heartbeat) before
 	// its handler runs, and releases it once settled.
 	Locks *RecordLocks
+	// Failures, when set (the broker.BucketRecords bucket), keeps when each
+	// failing job first failed, for its dead letter; without it a dead
+	// letter names the job's stored time.
+	Failures jetstream.KeyValue
 }
 
 // Stats counts job outcomes. Safe for concurrent use.
@@ -96,6 +100,7 @@ type Loop struct {
 	ackWait  time.Duration // the consumer's, for heartbeats
 	handler  atomic.Pointer[Handler]
 	redactor atomic.Pointer[Redactor]
+	failures failureTimes
 	unlocks  sync.WaitGroup // record locks being released
 }
 
@@ -136,7 +141,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 		cfg.Redactor = NewRedactor()
 	}
 	cfg.Log = cfg.Log.With().Str("subscription", cfg.Subscription).Logger()
-	l := &Loop{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency)}
+	l := &Loop{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency), failures: failureTimes{kv: cfg.Failures, log: cfg.Log}}
 	l.SetHandler(cfg.Handler, cfg.Redactor)
 	if info := cfg.Consumer.CachedInfo(); info != nil {
 		l.ackWait = info.Config.AckWait
@@ -442,7 +447,14 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 		}
 		l.cfg.Stats.Acked.Add(1)
 		count("acked")
+		if attempt > 1 {
+			l.failures.settled(ctx, md.Sequence.Stream)
+		}
 	case ActionRetry, ActionHold:
+		if msg.Headers().Get(HeaderFirstFailure) == "" {
+			// A create: kept only if no failure of the job was recorded.
+			l.failures.failed(ctx, md.Sequence.Stream, time.Now())
+		}
 		ra, _ := RetryAfter(err)
 		delay := l.cfg.Backoff.Delay(attempt, ra)
 		if action == ActionRetry {
@@ -471,6 +483,7 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 		if terr := msg.TermWithReason("requeued"); terr != nil {
 			log.Warn().Err(terr).Msg("term after requeueing failed; the job may run twice (idempotently)")
 		}
+		l.failures.settled(ctx, md.Sequence.Stream) // the copy carries it
 		l.cfg.Stats.Requeued.Add(1)
 		count("requeued")
 	case ActionDeadLetter:
@@ -488,6 +501,7 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 			// The copy exists (deduplicated by its id if made again).
 			log.Warn().Err(terr).Msg("term after dead-lettering failed; a duplicate dead letter is deduplicated")
 		}
+		l.failures.settled(ctx, md.Sequence.Stream)
 		l.cfg.Stats.DeadLettered.Add(1)
 		count("dead_lettered")
 	}
@@ -509,7 +523,7 @@ func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.Msg
 	prior := 0
 	for k, vs := range msg.Headers() {
 		switch {
-		case strings.EqualFold(k, messages.HeaderMsgID), strings.HasPrefix(strings.ToLower(k), "nats-expected-"):
+		case strings.EqualFold(k, messages.HeaderMsgID), strings.HasPrefix(strings.ToLower(k), "nats-expected-"), strings.EqualFold(k, HeaderFirstFailure):
 			continue
 		case strings.EqualFold(k, HeaderDeliveries):
 			prior, _ = strconv.Atoi(msg.Headers().Get(k))
@@ -521,6 +535,7 @@ func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.Msg
 	}
 	out.Header.Set(messages.HeaderMsgID, fmt.Sprintf("bcsync-requeue-%d", md.Sequence.Stream))
 	out.Header.Set(HeaderDeliveries, strconv.Itoa(prior+int(md.NumDelivered)))
+	out.Header.Set(HeaderFirstFailure, firstFailure(ctx, l.failures, msg.Headers(), md.Sequence.Stream, md.NumDelivered, md.Timestamp).Format(time.RFC3339Nano))
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := l.cfg.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(messages.StreamJobs)); err != nil {
@@ -550,12 +565,25 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 	dl := newDeadLetter(msg.Subject(), msg.Headers(), msg.Data(), md.Stream, md.Sequence.Stream, job, l.cfg.Subscription)
 	prior, _ := strconv.Atoi(msg.Headers().Get(HeaderDeliveries))
 	dl.ErrorClass, dl.Reason, dl.Attempts, dl.WorkerID = string(class), reason, prior+int(md.NumDelivered), l.cfg.WorkerID
-	if md.NumDelivered > 1 {
-		// Earlier failures were not recorded: the job's stored time stands
-		// for the first.
-		dl.FirstFailure = md.Timestamp.UTC()
-	}
+	dl.FirstFailure = firstFailure(ctx, l.failures, msg.Headers(), md.Sequence.Stream, md.NumDelivered, md.Timestamp)
 	return storeDeadLetter(ctx, l.cfg.JS, dl)
+}
+
+// firstFailure is when the job at seq first failed: as a requeued copy's
+// header says, as recorded, now when this (its first delivery, or a
+// delivery that counted none, see deliveries) is its first failure, and
+// else, when the time was lost, the job's stored time.
+func firstFailure(ctx context.Context, f failureTimes, h nats.Header, seq, deliveries uint64, stored time.Time) time.Time {
+	if t, err := time.Parse(time.RFC3339Nano, h.Get(HeaderFirstFailure)); err == nil {
+		return t.UTC()
+	}
+	if t, ok := f.first(ctx, seq); ok {
+		return t.UTC()
+	}
+	if deliveries <= 1 {
+		return time.Now().UTC()
+	}
+	return stored.UTC()
 }
 
 // newDeadLetter records the original message, naming the job from its body

@@ -274,6 +274,74 @@ func TestLoopDeadLettersOnLastAttempt(t *testing.T) {
 	}
 }
 
+// failureKeys lists the first failure times the loop keeps.
+func failureKeys(t *testing.T, kv jetstream.KeyValue) []string {
+	t.Helper()
+	return brokertest.Keys(t, kv, "fail.>")
+}
+
+// A dead letter says when the job first failed, not when it was queued (it
+// waited here 1.5 s for a worker), and the time is forgotten once the job
+// is settled.
+func TestLoopDeadLetterNamesTheFirstFailure(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	e.publish(t, 1)
+	queued := time.Now()
+	time.Sleep(1500 * time.Millisecond)
+	failures := brokertest.KV(t, e.b, broker.BucketRecords)
+	stats := &worker.Stats{}
+	var mu sync.Mutex
+	var calls []time.Time
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Failures: failures,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+			mu.Lock()
+			calls = append(calls, time.Now())
+			mu.Unlock()
+			time.Sleep(100 * time.Millisecond) // the failures far enough apart to tell
+			return errors.New("BC answered 503")
+		})})
+	waitFor(t, 10*time.Second, "dead letter", func() bool { return stats.DeadLettered.Load() == 1 })
+	dl := readDLQ(t, e.b.JS, 1)[0]
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 3 {
+		t.Fatalf("%d attempts, want 3", len(calls))
+	}
+	// The first attempt failed after its 100 ms; the second began after it.
+	if dl.FirstFailure.Before(calls[0]) || !dl.FirstFailure.Before(calls[1]) {
+		t.Errorf("first failure %v: want the first attempt's (%v to %v); the job was queued at %v", dl.FirstFailure, calls[0], calls[1], queued)
+	}
+	if !dl.LastFailure.After(calls[2]) {
+		t.Errorf("last failure %v before the last attempt %v", dl.LastFailure, calls[2])
+	}
+	waitFor(t, 5*time.Second, "the first failure forgotten", func() bool { return len(failureKeys(t, failures)) == 0 })
+}
+
+// A job that fails, then succeeds, leaves no first failure behind.
+func TestLoopForgetsTheFirstFailureOfAJobThatSucceeds(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	e.publish(t, 1)
+	failures := brokertest.KV(t, e.b, broker.BucketRecords)
+	stats := &worker.Stats{}
+	var calls atomic.Int32
+	recorded := make(chan int, 1)
+	e.run(t, worker.LoopConfig{Stats: stats, Failures: failures,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+			if calls.Add(1) == 1 {
+				return errors.New("BC answered 503")
+			}
+			recorded <- len(failureKeys(t, failures))
+			return nil
+		})})
+	waitFor(t, 10*time.Second, "the job acked", func() bool { return stats.Acked.Load() == 1 })
+	if n := <-recorded; n != 1 {
+		t.Errorf("%d first failures kept while the job was retried, want 1", n)
+	}
+	waitFor(t, 5*time.Second, "the first failure forgotten", func() bool { return len(failureKeys(t, failures)) == 0 })
+}
+
 func TestLoopStopReturnsInFlightJobsAndLosesNone(t *testing.T) {
 	t.Parallel()
 	e := newLoopEnv(t, 10)
@@ -406,7 +474,7 @@ func TestSafetyNetMovesUnsettledJobsToTheDLQ(t *testing.T) {
 	}
 	// The advisory was announced while no safety net ran: it was kept, and
 	// the first worker to start handles it.
-	stop, err := worker.SafetyNet(ctx, b.JS, "net-1", zerolog.Nop())
+	stop, err := worker.SafetyNet(ctx, b.JS, nil, "net-1", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

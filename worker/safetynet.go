@@ -35,7 +35,10 @@ type maxDeliveriesAdvisory struct {
 // once, and one announced while no worker ran is handled by the next one
 // to start. A letter the loop already stored is not stored twice. The
 // returned function stops it.
-func SafetyNet(ctx context.Context, js jetstream.JetStream, workerID string, log zerolog.Logger) (stop func(), err error) {
+//
+// failures, when not nil (the broker.BucketRecords bucket), gives the jobs'
+// first failure times, as the loop records them.
+func SafetyNet(ctx context.Context, js jetstream.JetStream, failures jetstream.KeyValue, workerID string, log zerolog.Logger) (stop func(), err error) {
 	cons, err := js.CreateOrUpdateConsumer(ctx, broker.StreamAdvisories, jetstream.ConsumerConfig{
 		Durable:     "bcsync-safety-net",
 		Description: "bcsync workers' safety net",
@@ -54,7 +57,7 @@ func SafetyNet(ctx context.Context, js jetstream.JetStream, workerID string, log
 		}
 		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := rescue(rctx, js, a, workerID); err != nil {
+		if err := rescue(rctx, js, failureTimes{kv: failures, log: log}, a, workerID); err != nil {
 			log.Error().Err(err).Uint64("stream_seq", a.StreamSeq).Msg("could not move a job that reached MaxDeliver to the dead-letter stream; trying again shortly")
 			_ = m.NakWithDelay(5 * time.Second)
 			return
@@ -70,7 +73,7 @@ func SafetyNet(ctx context.Context, js jetstream.JetStream, workerID string, log
 }
 
 // rescue copies the job at a.StreamSeq to the DLQ, then deletes it.
-func rescue(ctx context.Context, js jetstream.JetStream, a maxDeliveriesAdvisory, workerID string) error {
+func rescue(ctx context.Context, js jetstream.JetStream, failures failureTimes, a maxDeliveriesAdvisory, workerID string) error {
 	s, err := js.Stream(ctx, messages.StreamJobs)
 	if err != nil {
 		return err
@@ -86,12 +89,14 @@ func rescue(ctx context.Context, js jetstream.JetStream, a maxDeliveriesAdvisory
 	dl := newDeadLetter(raw.Subject, raw.Header, raw.Data, messages.StreamJobs, raw.Sequence, job, "")
 	dl.ErrorClass = string(ClassMaxDeliveries)
 	dl.Reason = fmt.Sprintf("delivered %d times without being settled: a worker died or lost NATS on its last delivery", a.Deliveries)
-	dl.Attempts, dl.WorkerID, dl.FirstFailure = int(a.Deliveries), workerID, raw.Time.UTC()
+	dl.Attempts, dl.WorkerID = int(a.Deliveries), workerID
+	dl.FirstFailure = firstFailure(ctx, failures, raw.Header, raw.Sequence, a.Deliveries, raw.Time)
 	if err := storeDeadLetter(ctx, js, dl); err != nil {
 		return err
 	}
 	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("delete job after dead-lettering it: %w", err)
 	}
+	failures.settled(ctx, a.StreamSeq)
 	return nil
 }

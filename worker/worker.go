@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		loops = append(loops, l)
 	}
-	stopNet, err := SafetyNet(ctx, opts.Broker.JS, opts.ID, log)
+	stopNet, err := SafetyNet(ctx, opts.Broker.JS, opts.records, opts.ID, log)
 	if err != nil {
 		return err
 	}
@@ -327,6 +327,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		Stats:       opts.Stats,
 		Breaker:     breaker,
 		Locks:       records,
+		Failures:    opts.records,
 		Metrics:     opts.Metrics,
 		Observe:     opts.Observe,
 	})

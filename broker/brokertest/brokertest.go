@@ -43,3 +43,17 @@ func KV(t testing.TB, b *broker.Broker, name string) jetstream.KeyValue {
 	}
 	return kvs[name]
 }
+
+// Keys lists the keys of kv matching filter (for example "lease.>").
+func Keys(t testing.TB, kv jetstream.KeyValue, filter string) []string {
+	t.Helper()
+	l, err := kv.ListKeysFiltered(context.Background(), filter)
+	if err != nil {
+		t.Fatalf("brokertest: list %s: %v", filter, err)
+	}
+	var keys []string
+	for k := range l.Keys() {
+		keys = append(keys, k)
+	}
+	return keys
+}
