@@ -318,6 +318,40 @@ func TestLoopDeadLetterNamesTheFirstFailure(t *testing.T) {
 	waitFor(t, 5*time.Second, "the first failure forgotten", func() bool { return len(failureKeys(t, failures)) == 0 })
 }
 
+// downKV is a bucket NATS cannot reach: every call fails.
+type downKV struct{ jetstream.KeyValue }
+
+func (downKV) Create(context.Context, string, []byte, ...jetstream.KVCreateOpt) (uint64, error) {
+	return 0, nats.ErrTimeout
+}
+func (downKV) Get(context.Context, string) (jetstream.KeyValueEntry, error) {
+	return nil, nats.ErrTimeout
+}
+func (downKV) Purge(context.Context, string, ...jetstream.KVDeleteOpt) error { return nats.ErrTimeout }
+
+// Keeping first failure times is best effort: with the bucket unreachable
+// the job is dead-lettered all the same, naming its stored time.
+func TestLoopDeadLettersWhenFirstFailuresCannotBeKept(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 2)
+	e.publish(t, 1)
+	s, err := e.b.JS.Stream(context.Background(), messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.GetMsg(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{MaxDeliver: 2, Stats: stats, Failures: downKV{},
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return errors.New("BC answered 503") })})
+	waitFor(t, 10*time.Second, "dead letter", func() bool { return stats.DeadLettered.Load() == 1 })
+	if dl := readDLQ(t, e.b.JS, 1)[0]; !dl.FirstFailure.Equal(stored.Time) {
+		t.Errorf("first failure %v, want the job's stored time %v", dl.FirstFailure, stored.Time)
+	}
+}
+
 // A job that fails, then succeeds, leaves no first failure behind.
 func TestLoopForgetsTheFirstFailureOfAJobThatSucceeds(t *testing.T) {
 	t.Parallel()

@@ -127,3 +127,39 @@ func TestPollerRetriesAFailedPublishAtTheNextCheck(t *testing.T) {
 		t.Errorf("the failed poll was not logged: %q", logs.String())
 	}
 }
+
+// noDeletes is a progress bucket whose deletes fail.
+type noDeletes struct{ jetstream.KeyValue }
+
+func (noDeletes) Delete(context.Context, string, ...jetstream.KVDeleteOpt) error {
+	return nats.ErrTimeout
+}
+
+// When the lease cannot be given back either, the failure says the poll
+// waits for the lease to expire, and the next worker to take it polls.
+func TestPollerSaysWhenItsLeaseStays(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := brokertest.New(t)
+	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	const interval = 2 * time.Second // a lease of 2 s, checks every 0.25-0.75 s
+	js := &failFirst{Publisher: b.JS, fail: 1}
+	p := &worker.Poller{JS: js, KV: noDeletes{brokertest.KV(t, b, broker.BucketProgress)}, Subscription: "contoso",
+		Types: []messages.Type{messages.TypeLocation}, Interval: interval, WorkerID: "w1", Log: zerolog.New(&logs)}
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	waitFor(t, 3*interval, "a poll once the lease expired", func() bool { return p.Polls.Load() == 1 })
+	if took := time.Since(start); took < interval {
+		t.Errorf("polled again %v after the failure, before the lease of %v expired", took, interval)
+	}
+	cancel()
+	<-done
+	if !strings.Contains(logs.String(), "the poll lease stays until it expires") {
+		t.Errorf("the failure does not say the lease stays: %q", logs.String())
+	}
+}
