@@ -88,43 +88,58 @@ func (f *failFirst) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetst
 	return f.Publisher.PublishMsg(ctx, msg, opts...)
 }
 
-// A poll whose publish failed gives its lease back, so the next check polls
-// again; keeping the lease put the changes off by a whole interval.
-func TestPollerRetriesAFailedPublishAtTheNextCheck(t *testing.T) {
-	t.Parallel()
+// failingPoll is a poller, on a fresh broker, whose first publish fails.
+type failingPoll struct {
+	b     *broker.Broker
+	p     *worker.Poller
+	js    *failFirst
+	logs  syncBuffer
+	start time.Time
+	stop  func() // stops the poller and waits for it
+}
+
+// startFailingPoll runs the poller with its progress bucket wrapped by wrap.
+func startFailingPoll(t *testing.T, interval time.Duration, wrap func(jetstream.KeyValue) jetstream.KeyValue) *failingPoll {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	b := brokertest.New(t)
 	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	kv := brokertest.KV(t, b, broker.BucketProgress)
-	var logs syncBuffer
-	const interval = 8 * time.Second // checks every 1-3 s
-	js := &failFirst{Publisher: b.JS, fail: 1}
-	p := &worker.Poller{JS: js, KV: kv, Subscription: "contoso", Types: []messages.Type{messages.TypeLocation},
-		Interval: interval, WorkerID: "w1", Log: zerolog.New(&logs)}
-	start := time.Now()
+	f := &failingPoll{b: b, js: &failFirst{Publisher: b.JS, fail: 1}}
+	f.p = &worker.Poller{JS: f.js, KV: wrap(brokertest.KV(t, b, broker.BucketProgress)), Subscription: "contoso",
+		Types: []messages.Type{messages.TypeLocation}, Interval: interval, WorkerID: "w1", Log: zerolog.New(&f.logs)}
+	f.start = time.Now()
 	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	waitFor(t, interval, "a poll after the failed one", func() bool { return p.Polls.Load() == 1 })
-	if took := time.Since(start); took > interval*3/4 {
+	go func() { defer close(done); f.p.Run(ctx) }()
+	f.stop = func() { cancel(); <-done }
+	t.Cleanup(f.stop)
+	return f
+}
+
+// A poll whose publish failed gives its lease back, so the next check polls
+// again; keeping the lease put the changes off by a whole interval.
+func TestPollerRetriesAFailedPublishAtTheNextCheck(t *testing.T) {
+	t.Parallel()
+	const interval = 8 * time.Second // checks every 1-3 s
+	f := startFailingPoll(t, interval, func(kv jetstream.KeyValue) jetstream.KeyValue { return kv })
+	waitFor(t, interval, "a poll after the failed one", func() bool { return f.p.Polls.Load() == 1 })
+	if took := time.Since(f.start); took > interval*3/4 {
 		t.Errorf("the poll succeeded %v after the failed one, with a lease of %v: the lease was kept", took, interval)
 	}
-	cancel()
-	<-done
-	if js.calls.Load() != 2 {
-		t.Errorf("%d publishes, want the failed one and its retry", js.calls.Load())
+	f.stop()
+	if f.js.calls.Load() != 2 {
+		t.Errorf("%d publishes, want the failed one and its retry", f.js.calls.Load())
 	}
-	info, err := b.JS.Stream(context.Background(), messages.StreamJobs)
+	info, err := f.b.JS.Stream(context.Background(), messages.StreamJobs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := info.CachedInfo().State.Msgs; n != 1 {
 		t.Errorf("%d jobs queued, want the one delta job", n)
 	}
-	if !strings.Contains(logs.String(), "poll failed") {
-		t.Errorf("the failed poll was not logged: %q", logs.String())
+	if !strings.Contains(f.logs.String(), "poll failed") {
+		t.Errorf("the failed poll was not logged: %q", f.logs.String())
 	}
 }
 
@@ -139,27 +154,14 @@ func (noDeletes) Delete(context.Context, string, ...jetstream.KVDeleteOpt) error
 // waits for the lease to expire, and the next worker to take it polls.
 func TestPollerSaysWhenItsLeaseStays(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	b := brokertest.New(t)
-	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuffer
 	const interval = 2 * time.Second // a lease of 2 s, checks every 0.25-0.75 s
-	js := &failFirst{Publisher: b.JS, fail: 1}
-	p := &worker.Poller{JS: js, KV: noDeletes{brokertest.KV(t, b, broker.BucketProgress)}, Subscription: "contoso",
-		Types: []messages.Type{messages.TypeLocation}, Interval: interval, WorkerID: "w1", Log: zerolog.New(&logs)}
-	start := time.Now()
-	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	waitFor(t, 3*interval, "a poll once the lease expired", func() bool { return p.Polls.Load() == 1 })
-	if took := time.Since(start); took < interval {
+	f := startFailingPoll(t, interval, func(kv jetstream.KeyValue) jetstream.KeyValue { return noDeletes{kv} })
+	waitFor(t, 3*interval, "a poll once the lease expired", func() bool { return f.p.Polls.Load() == 1 })
+	if took := time.Since(f.start); took < interval {
 		t.Errorf("polled again %v after the failure, before the lease of %v expired", took, interval)
 	}
-	cancel()
-	<-done
-	if !strings.Contains(logs.String(), "the poll lease stays until it expires") {
-		t.Errorf("the failure does not say the lease stays: %q", logs.String())
+	f.stop()
+	if !strings.Contains(f.logs.String(), "the poll lease stays until it expires") {
+		t.Errorf("the failure does not say the lease stays: %q", f.logs.String())
 	}
 }
