@@ -570,9 +570,9 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 }
 
 // firstFailure is when the job at seq first failed: as a requeued copy's
-// header says, as recorded, now when this (its first delivery, or a
-// delivery that counted none, see deliveries) is its first failure, and
-// else, when the time was lost, the job's stored time.
+// header says; else as recorded; else now, when this is its first
+// delivery (deliveries <= 1), so its first failure; else, the time lost,
+// the job's stored time.
 func firstFailure(ctx context.Context, f failureTimes, h nats.Header, seq, deliveries uint64, stored time.Time) time.Time {
 	if t, err := time.Parse(time.RFC3339Nano, h.Get(HeaderFirstFailure)); err == nil {
 		return t.UTC()
