@@ -118,9 +118,6 @@ type Fleet struct {
 	queued   atomic.Int64
 	pool     int
 	poolSlot int64
-	// lead is how far ahead of now permits are counted, following the
-	// store's round trips (see answered); it belongs to the turn's holder.
-	lead time.Duration
 
 	pausedUntil atomic.Int64 // unix nanoseconds, cached from the bucket
 	watchOnce   sync.Once
@@ -248,13 +245,13 @@ func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
 // compare-and-set.
 //
 // A permit is counted in a slot and handed out within that slot, never
-// after it: the ring then bounds the requests let out in any window. The
-// permit is counted in the slot of now plus the store's recent round trip
-// (lead), and waits for that slot to begin if it lies ahead; a permit whose
-// compare-and-set answered after its slot ended is moved to a later one
-// (restamp). No permit is counted in a slot older than the newest counted,
-// so that the slots are filled in the order of the compare-and-sets and
-// the ring sees every permit of the window it checks.
+// after it: the ring then bounds the requests let out in any window. A
+// permit whose compare-and-set answered after its slot ended is moved to a
+// slot ahead (restamp) and waits for it to begin. No permit is counted in a
+// slot older than the newest counted, so that the slots are filled in the
+// order of the compare-and-sets and the ring sees every permit of the
+// window it checks; a permit counted in a slot that has not begun (another
+// process's move, or a clock ahead of this one) waits for it.
 func (f *Fleet) grant(ctx context.Context) error {
 	f.queued.Add(1)
 	select {
@@ -277,7 +274,7 @@ func (f *Fleet) grant(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		target := max(f.slotOf(now.Add(f.lead)), b.last)
+		target := max(f.slotOf(now), b.last)
 		b.advance(target)
 		if b.at(target) >= f.slotCap() {
 			// Paced: that slot had its share; wait for the next one.
@@ -285,7 +282,7 @@ func (f *Fleet) grant(ctx context.Context) error {
 				waited = true
 				f.cfg.Stats.RateWaits.Add(1)
 			}
-			next := time.Duration(target+1)*f.slot - time.Duration(now.UnixNano()) - f.lead
+			next := time.Duration(target+1)*f.slot - time.Duration(now.UnixNano())
 			if err := sleep(ctx, max(next, 0)+jitter(f.slot/10)); err != nil {
 				return err
 			}
@@ -305,11 +302,11 @@ func (f *Fleet) grant(ctx context.Context) error {
 				_, err = f.cfg.KV.Update(ctx, f.rateKey, b.encode(), rev)
 			}
 			if err == nil {
-				if f.answered(now) > target {
+				if took := time.Since(now); f.slotOf(now.Add(took)) > target {
 					// The store answered after the permits' slot ended:
 					// handed out now, they would leave later than the
 					// ring counts them. Move them to a slot ahead.
-					at, err := f.restamp(ctx, target, n)
+					at, err := f.restamp(ctx, target, n, took)
 					if err != nil {
 						return err
 					}
@@ -338,7 +335,7 @@ func (f *Fleet) grant(ctx context.Context) error {
 			f.cfg.Stats.RateWaits.Add(1)
 		}
 		// Full: wait until the oldest counted slot leaves the window.
-		wait := time.Duration(b.oldest()+int64(len(b.counts)))*f.slot - time.Duration(now.UnixNano()) - f.lead
+		wait := time.Duration(b.oldest()+int64(len(b.counts)))*f.slot - time.Duration(now.UnixNano())
 		if err := sleep(ctx, max(wait, time.Millisecond)+jitter(f.slot/4)); err != nil {
 			return err
 		}
@@ -361,16 +358,12 @@ func (f *Fleet) read(ctx context.Context) (budget, uint64, error) {
 // slotOf is the slot of time t.
 func (f *Fleet) slotOf(t time.Time) int64 { return t.UnixNano() / int64(f.slot) }
 
-// answered learns the round trip of a compare-and-set begun at start, that
-// has just answered, and returns the slot of now. The lead follows the
-// round trips: twice the last one, or an eighth less than before when that
-// is more, so that one slow answer keeps the next permits ahead for a while
-// and a lead that is no longer needed fades. At most a quarter of the
-// window.
-func (f *Fleet) answered(start time.Time) int64 {
-	now := time.Now()
-	f.lead = min(max(2*now.Sub(start), f.lead-f.lead/8), f.cfg.Window/4)
-	return f.slotOf(now)
+// maxLead is the furthest ahead of now a move counts permits: the ring's
+// margin (2% of the window), at least one slot. Every process counts in the
+// newest slot or later, so a move further ahead would hold back the whole
+// fleet's requests for that long.
+func (f *Fleet) maxLead() time.Duration {
+	return max(f.slot, time.Duration(f.cfg.Slots/50)*f.slot)
 }
 
 // waitSlot waits until slot begins.
@@ -382,17 +375,19 @@ func (f *Fleet) waitSlot(ctx context.Context, slot int64) error {
 }
 
 // restamp moves n permits counted in slot from, which ended before the
-// compare-and-set that counted them answered, to the slot of now plus the
-// lead, and returns that slot. A move that answers after its own slot ended
-// (the store slower than the lead, which the move has just lengthened) is
-// moved again. Handing such permits out, or dropping them, would let
-// requests out later than the ring counts them, or burn the fleet's budget
-// for as long as the store stays slow.
+// compare-and-set that counted them answered after took, to a slot ahead:
+// that of now plus twice the last round trip, at most maxLead. It returns
+// that slot. A move that answers after its own slot ended is moved again,
+// ahead by its own round trip. Handing such permits out, or dropping them,
+// would let requests out later than the ring counts them, or burn the
+// fleet's budget for as long as the store stays slow. The lead is not kept
+// for later grants: one slow answer (a NATS hiccup) must not hold back the
+// requests after it.
 //
 // It returns -1, leaving the permits counted and unused (Stale), when
 // other processes kept winning the compare-and-set, and when from left the
 // ring meanwhile and the budget has no room for them now.
-func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
+func (f *Fleet) restamp(ctx context.Context, from int64, n int, took time.Duration) (int64, error) {
 	// Lost races with other processes only cost a short wait, as in grant.
 	for conflicts := 0; conflicts < 100; {
 		now := time.Now()
@@ -400,7 +395,7 @@ func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		target := max(f.slotOf(now.Add(f.lead)), b.last)
+		target := max(f.slotOf(now.Add(min(2*took, f.maxLead()))), b.last)
 		b.advance(target)
 		if !b.take(from, uint32(n)) && b.used()+n > f.cfg.Requests {
 			break
@@ -410,10 +405,10 @@ func (f *Fleet) restamp(ctx context.Context, from int64, n int) (int64, error) {
 		switch {
 		case err == nil:
 			f.cfg.Stats.Restamped.Add(int64(n))
-			if f.answered(now) <= target {
+			if took = time.Since(now); f.slotOf(now.Add(took)) <= target {
 				return target, nil
 			}
-			from = target // late again: move them further ahead
+			from = target // late again: move them ahead again
 		case !broker.IsConflict(err):
 			return 0, fmt.Errorf("throttle: %s: update the budget: %w", f.cfg.Name, err)
 		default:
