@@ -358,12 +358,14 @@ func (f *Fleet) read(ctx context.Context) (budget, uint64, error) {
 // slotOf is the slot of time t.
 func (f *Fleet) slotOf(t time.Time) int64 { return t.UnixNano() / int64(f.slot) }
 
-// maxLead is the furthest ahead of now a move counts permits: the ring's
-// margin (2% of the window), at least one slot. Every process counts in the
-// newest slot or later, so a move further ahead would hold back the whole
-// fleet's requests for that long.
+// maxLead is the furthest ahead of now a move counts permits: 2% of the
+// window (6 s of BC's 5 minutes), at least a slot and 250 ms, so that a
+// store that answers in tens of milliseconds on a loaded machine lands its
+// moves on a short window too. Every process counts in the newest slot or
+// later, so a move ahead holds back the whole fleet's requests until its
+// slot begins: no further than this.
 func (f *Fleet) maxLead() time.Duration {
-	return max(f.slot, time.Duration(f.cfg.Slots/50)*f.slot)
+	return max(f.slot, f.cfg.Window/50, 250*time.Millisecond)
 }
 
 // waitSlot waits until slot begins.
