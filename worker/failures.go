@@ -19,6 +19,10 @@ const HeaderFirstFailure = "Bcsync-First-Failure"
 // than a job's deliveries take to run out, even through an outage.
 const failureTTL = 7 * 24 * time.Hour
 
+// failureCallTimeout bounds each best-effort call, so that a struggling
+// NATS delays a failing job's settlement by little.
+const failureCallTimeout = 2 * time.Second
+
 // failureTimes keeps when each failing job first failed, in the records
 // bucket under fail.<stream sequence>, across its deliveries and workers.
 // A job that never fails costs nothing; one that fails costs a KV create,
@@ -38,7 +42,7 @@ func (f failureTimes) failed(ctx context.Context, seq uint64, at time.Time) {
 	if f.kv == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), failureCallTimeout)
 	defer cancel()
 	_, err := f.kv.Create(ctx, failureKey(seq), []byte(at.UTC().Format(time.RFC3339Nano)), jetstream.KeyTTL(failureTTL))
 	if err != nil && !broker.IsConflict(err) {
@@ -51,7 +55,7 @@ func (f failureTimes) first(ctx context.Context, seq uint64) (time.Time, bool) {
 	if f.kv == nil {
 		return time.Time{}, false
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), failureCallTimeout)
 	defer cancel()
 	e, err := f.kv.Get(ctx, failureKey(seq))
 	if err != nil {
@@ -66,7 +70,7 @@ func (f failureTimes) settled(ctx context.Context, seq uint64) {
 	if f.kv == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), failureCallTimeout)
 	defer cancel()
 	if err := f.kv.Purge(ctx, failureKey(seq), jetstream.PurgeTTL(time.Minute)); err != nil {
 		f.log.Debug().Err(err).Uint64("stream_seq", seq).Msg("could not forget the job's first failure; it expires by itself")
