@@ -293,6 +293,32 @@ func TestRecordLockRenewKeepsTheLock(t *testing.T) {
 	}
 }
 
+// A Renew that could not reach the store (here, a context already ended)
+// is an error, but not a lost lock: the holder keeps it and may renew again.
+func TestRecordLockRenewThatFailsKeepsTheLock(t *testing.T) {
+	t.Parallel()
+	e := newRecordLockEnv(t, 5*time.Second)
+	ctx := testContext(t, 10*time.Second)
+	l, err := lockRecord(ctx, e.a, testRecord, "holder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := l.Renew(ended); err == nil || errors.Is(err, worker.ErrLockLost) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Renew with an ended context = %v, want the context's error and not ErrLockLost", err)
+	}
+	if err := l.Renew(ctx); err != nil {
+		t.Fatalf("Renew after a failed one: %v", err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.kvB.Get(ctx, "lock.contoso.customer.C00010"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("the lock's key after Unlock: %v", err)
+	}
+}
+
 // A lock whose holder stopped renewing leaves the bucket by its key's TTL,
 // whether or not it was renewed, with no waiter to free it; a Renew after
 // that is refused and does not bring it back. (nats.go's KV Update drops a
