@@ -17,8 +17,7 @@ type jobLocks struct {
 	owner        string
 
 	mu   sync.Mutex
-	held []*RecordLock
-	keys []string // held[i] locks keys[i] (type and key)
+	held map[string]*RecordLock // by type and key
 }
 
 type jobLocksKey struct{}
@@ -31,19 +30,20 @@ func withJobLocks(ctx context.Context, jl *jobLocks) context.Context {
 func (jl *jobLocks) lock(ctx context.Context, typ messages.Type, key string) error {
 	id := string(typ) + "\x00" + key
 	jl.mu.Lock()
-	for _, k := range jl.keys {
-		if k == id {
-			jl.mu.Unlock()
-			return nil
-		}
-	}
+	_, held := jl.held[id]
 	jl.mu.Unlock()
+	if held {
+		return nil
+	}
 	l, err := jl.locks.Lock(ctx, jl.subscription, typ, key, jl.owner)
 	if err != nil {
 		return err
 	}
 	jl.mu.Lock()
-	jl.held, jl.keys = append(jl.held, l), append(jl.keys, id)
+	if jl.held == nil {
+		jl.held = map[string]*RecordLock{}
+	}
+	jl.held[id] = l
 	jl.mu.Unlock()
 	return nil
 }
@@ -52,7 +52,11 @@ func (jl *jobLocks) lock(ctx context.Context, typ messages.Type, key string) err
 func (jl *jobLocks) all() []*RecordLock {
 	jl.mu.Lock()
 	defer jl.mu.Unlock()
-	return append([]*RecordLock(nil), jl.held...)
+	out := make([]*RecordLock, 0, len(jl.held))
+	for _, l := range jl.held {
+		out = append(out, l)
+	}
+	return out
 }
 
 // lockRecord makes the job that ctx runs hold the lock of the record of
