@@ -107,7 +107,12 @@ type Fleet struct {
 	slot     time.Duration
 	rateKey  string
 	pauseKey string
-	ring     int // slots counted: the window and a margin
+	// window is the number of slots a grant checks: the Window and a
+	// margin. lead is how many slots a count may lie behind the newest
+	// one (another process's move ahead, see maxLead); ring, the slots
+	// kept, is both, so that a grant counted behind the newest slot still
+	// sees every slot of its window.
+	window, lead, ring int
 
 	// turn lets one goroutine of this process at a time take from the
 	// budget, so that only processes, not goroutines, race on the CAS.
@@ -168,11 +173,13 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("throttle: %w", errors.Join(errs...))
 	}
-	f := &Fleet{cfg: cfg, slot: cfg.Window / time.Duration(cfg.Slots), ring: cfg.Slots + cfg.Slots/50 + 1,
+	f := &Fleet{cfg: cfg, slot: cfg.Window / time.Duration(cfg.Slots), window: cfg.Slots + cfg.Slots/50 + 1,
 		rateKey: "rate." + cfg.Name, pauseKey: "pause." + cfg.Name, turn: make(chan struct{}, 1)}
 	if f.slot <= 0 {
 		f.slot = time.Millisecond
 	}
+	f.lead = int((f.maxLead()+f.slot-1)/f.slot) + 1
+	f.ring = f.window + f.lead
 	f.life, f.stop = context.WithCancel(context.Background())
 	f.leases.init(cfg, ttl)
 	return f, nil
@@ -247,11 +254,14 @@ func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
 // A permit is counted in a slot and handed out within that slot, never
 // after it: the ring then bounds the requests let out in any window. A
 // permit whose compare-and-set answered after its slot ended is moved to a
-// slot ahead (restamp) and waits for it to begin. No permit is counted in a
-// slot older than the newest counted, so that the slots are filled in the
-// order of the compare-and-sets and the ring sees every permit of the
-// window it checks; a permit counted in a slot that has not begun (another
-// process's move, or a clock ahead of this one) waits for it.
+// slot ahead (restamp) and waits for it to begin.
+//
+// A permit is counted in the current slot even when another process moved
+// permits ahead of it, so that one process's move does not hold back the
+// fleet: the grant checks every count from its window's start to the
+// newest slot, which bounds every window that holds the permit. Only a
+// newest slot further ahead than a move goes (a clock ahead of this one)
+// makes the permit count in a slot that has not begun, and wait for it.
 func (f *Fleet) grant(ctx context.Context) error {
 	f.queued.Add(1)
 	select {
@@ -274,7 +284,7 @@ func (f *Fleet) grant(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		target := max(f.slotOf(now), b.last)
+		target := max(f.slotOf(now), b.last-int64(f.lead))
 		b.advance(target)
 		if b.at(target) >= f.slotCap() {
 			// Paced: that slot had its share; wait for the next one.
@@ -288,13 +298,13 @@ func (f *Fleet) grant(ctx context.Context) error {
 			}
 			continue
 		}
-		if used := b.used(); used < f.cfg.Requests {
+		if room := f.room(b, target); room > 0 {
 			// Take permits for the goroutines queued behind this one too,
 			// and a few for the requests about to come (a sixteenth of a
 			// slot's share; those unused when the slot ends are lost),
 			// within the slot's share and the budget, so that a busy
 			// process pays one compare-and-set for many requests.
-			n := min(int(f.queued.Load())+1+int(f.slotCap()/16), int(f.slotCap()-b.at(target)), f.cfg.Requests-used)
+			n := min(int(f.queued.Load())+1+int(f.slotCap()/16), int(f.slotCap()-b.at(target)), room)
 			b.addN(target, uint32(n))
 			if rev == 0 {
 				_, err = f.cfg.KV.Create(ctx, f.rateKey, b.encode())
@@ -335,7 +345,7 @@ func (f *Fleet) grant(ctx context.Context) error {
 			f.cfg.Stats.RateWaits.Add(1)
 		}
 		// Full: wait until the oldest counted slot leaves the window.
-		wait := time.Duration(b.oldest()+int64(len(b.counts)))*f.slot - time.Duration(now.UnixNano())
+		wait := time.Duration(b.oldestSince(f.windowStart(target))+int64(f.window))*f.slot - time.Duration(now.UnixNano())
 		if err := sleep(ctx, max(wait, time.Millisecond)+jitter(f.slot/4)); err != nil {
 			return err
 		}
@@ -361,12 +371,22 @@ func (f *Fleet) slotOf(t time.Time) int64 { return t.UnixNano() / int64(f.slot) 
 // maxLead is the furthest ahead of now a move counts permits: 2% of the
 // window (6 s of BC's 5 minutes), at least a slot and 250 ms, so that a
 // store that answers in tens of milliseconds on a loaded machine lands its
-// moves on a short window too. Every process counts in the newest slot or
-// later, so a move ahead holds back the whole fleet's requests until its
-// slot begins: no further than this.
+// moves on a short window too. The ring keeps that many slots more than
+// the window, for the grants counted behind a move (see grant).
 func (f *Fleet) maxLead() time.Duration {
 	return max(f.slot, f.cfg.Window/50, 250*time.Millisecond)
 }
+
+// room is how many more permits slot target may count: the budget less
+// the permits counted from the start of target's window to the newest slot.
+// Counting the newer slots too bounds every window that holds target, also
+// when target lies behind the newest slot (see grant).
+func (f *Fleet) room(b budget, target int64) int {
+	return f.cfg.Requests - b.usedSince(f.windowStart(target))
+}
+
+// windowStart is the first slot of the window that ends with slot target.
+func (f *Fleet) windowStart(target int64) int64 { return target - int64(f.window) + 1 }
 
 // waitSlot waits until slot begins.
 func (f *Fleet) waitSlot(ctx context.Context, slot int64) error {
@@ -397,9 +417,13 @@ func (f *Fleet) restamp(ctx context.Context, from int64, n int, took time.Durati
 		if err != nil {
 			return 0, err
 		}
-		target := max(f.slotOf(now.Add(min(2*took, f.maxLead()))), b.last)
+		target := max(f.slotOf(now.Add(min(2*took, f.maxLead()))), b.last-int64(f.lead))
 		b.advance(target)
-		if !b.take(from, uint32(n)) && b.used()+n > f.cfg.Requests {
+		// Moved later, the permits fall in windows they were not checked
+		// against (and when from left the ring, they are counted nowhere):
+		// they need room there.
+		b.take(from, uint32(n))
+		if f.room(b, target) < n {
 			break
 		}
 		b.addN(target, uint32(n))
@@ -545,7 +569,10 @@ func newBudget(n int) budget { return budget{counts: make([]uint32, n)} }
 
 func decodeBudget(b []byte, n int) budget {
 	if len(b) != 8+4*n {
-		return newBudget(n) // another layout (other Slots): start afresh
+		// Another layout (other Slots or ring): start afresh. Processes
+		// with different layouts must not share a Name; they would reset
+		// each other's counts.
+		return newBudget(n)
 	}
 	out := budget{last: int64(binary.BigEndian.Uint64(b)), counts: make([]uint32, n)}
 	for i := range n {
@@ -578,8 +605,8 @@ func (b *budget) advance(cur int64) {
 	b.last = cur
 }
 
-// addN counts n grants in slot cur (grant counts in the newest slot; a slot
-// older than the ring counts in the oldest).
+// addN counts n grants in slot cur (a slot older than the ring counts in
+// the oldest).
 func (b *budget) addN(cur int64, n uint32) {
 	b.counts[max(0, len(b.counts)-1-int(b.last-cur))] += n
 }
@@ -604,23 +631,29 @@ func (b budget) at(cur int64) uint32 {
 	return b.counts[i]
 }
 
-func (b budget) used() int {
+// usedSince counts the grants from slot from to the newest.
+func (b budget) usedSince(from int64) int {
 	n := 0
-	for _, c := range b.counts {
-		n += int(c)
+	for i := b.index(from); i < len(b.counts); i++ {
+		n += int(b.counts[i])
 	}
 	return n
 }
 
-// oldest is the oldest slot with a grant.
-func (b budget) oldest() int64 {
-	first := b.last - int64(len(b.counts)) + 1
-	for i, c := range b.counts {
-		if c > 0 {
-			return first + int64(i)
+// oldestSince is the oldest slot from slot from on with a grant.
+func (b budget) oldestSince(from int64) int64 {
+	for i := b.index(from); i < len(b.counts); i++ {
+		if b.counts[i] > 0 {
+			return b.last - int64(len(b.counts)-1-i)
 		}
 	}
 	return b.last
+}
+
+// index is where slot cur is counted, or would be (0 when it is older than
+// the ring, len(b.counts) when newer).
+func (b budget) index(cur int64) int {
+	return min(max(0, len(b.counts)-1-int(b.last-cur)), len(b.counts))
 }
 
 func jitter(d time.Duration) time.Duration {

@@ -1,0 +1,68 @@
+package throttle
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// noKV stands for a bucket the test never reaches.
+type noKV struct{ jetstream.KeyValue }
+
+func TestBudgetCountsSince(t *testing.T) {
+	t.Parallel()
+	// Slots 7..10, the newest 10.
+	b := budget{last: 10, counts: []uint32{1, 0, 2, 3}}
+	for _, c := range []struct {
+		from   int64
+		used   int
+		oldest int64
+	}{
+		{from: 0, used: 6, oldest: 7}, // older than the ring: all of it
+		{from: 7, used: 6, oldest: 7},
+		{from: 8, used: 5, oldest: 9},
+		{from: 10, used: 3, oldest: 10},
+		{from: 11, used: 0, oldest: 10}, // newer than the ring: nothing
+	} {
+		if got := b.usedSince(c.from); got != c.used {
+			t.Errorf("usedSince(%d) = %d, want %d", c.from, got, c.used)
+		}
+		if got := b.oldestSince(c.from); got != c.oldest {
+			t.Errorf("oldestSince(%d) = %d, want %d", c.from, got, c.oldest)
+		}
+	}
+}
+
+// A grant counted behind another process's move ahead checks the window
+// that ends with its own slot, and the moved permits too. Checking the
+// window that ends with the newest slot would forget the oldest grants
+// early, by as much as the move went ahead.
+func TestRoomBehindAMove(t *testing.T) {
+	t.Parallel()
+	f, err := NewFleet(FleetConfig{KV: noKV{}, Name: "bc-app", Requests: 3, Window: time.Second, MaxConcurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Slots of 10 ms; the window and its margin are 103 slots.
+	b := newBudget(f.ring)
+	b.advance(1)
+	b.addN(0, 1)
+	b.addN(1, 1)
+	b.advance(110) // a permit moved ahead to 1.1 s
+	b.addN(110, 1)
+	for _, c := range []struct {
+		target int64
+		room   int
+	}{
+		{target: 85, room: 0},  // slots 0 and 1 are in its window
+		{target: 102, room: 0}, // and still in this one's
+		{target: 103, room: 1}, // slot 0 left
+		{target: 104, room: 2}, // slot 1 left
+		{target: 110, room: 2},
+	} {
+		if got := f.room(b, c.target); got != c.room {
+			t.Errorf("room at slot %d = %d, want %d", c.target, got, c.room)
+		}
+	}
+}
