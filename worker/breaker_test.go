@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,5 +223,105 @@ func TestLoopRequeueThatCannotPublishKeepsTheJob(t *testing.T) {
 	}
 	if got := e.streamMsgs(t, messages.StreamJobs); got != 1 {
 		t.Errorf("%d jobs in the stream, want the original kept", got)
+	}
+}
+
+// A held record job of a bulk job, requeued on its last delivery, lands
+// past the bulk's LastSeq: the worker marks its copy's sequence for
+// bcsync init, which would otherwise report the bulk done while the copy
+// is still queued. A job that no bulk published leaves no mark.
+func TestLoopRequeuedBulkJobIsMarkedForInit(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 2)
+	ctx := context.Background()
+	for i, source := range []string{"initialize:init-1", "initialize:init-1", "webhook"} {
+		if _, _, err := messages.Publish(ctx, e.b.JS, messages.Job{ID: fmt.Sprintf("job-%d", i), Subscription: "contoso",
+			Type: messages.TypeLocation, Op: messages.OpUpsert, Key: fmt.Sprintf("L%04d", i), Source: source}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	progress := brokertest.KV(t, e.b, broker.BucketProgress)
+	stop := e.run(t, worker.LoopConfig{MaxDeliver: 2, Progress: progress,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+			return &bcclient.APIError{Status: 429, Code: "Application_TooManyRequests", Message: "slow down"}
+		})})
+	s, err := e.b.JS.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "every original requeued", func() bool {
+		info, err := s.Info(ctx)
+		return err == nil && info.State.FirstSeq > 3
+	})
+	stop()
+	// The newest copies are what is left in the stream.
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var newest uint64
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		job, err := messages.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if job.Source == "initialize:init-1" {
+			newest = max(newest, seq)
+		}
+	}
+	got, _, err := worker.RequeuedSeq(ctx, progress, "contoso", "init-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newest == 0 || got != newest {
+		t.Errorf("requeued mark %d, want %d: the newest copy of the bulk's jobs", got, newest)
+	}
+	if keys := brokertest.Keys(t, progress, ">"); len(keys) != 1 {
+		t.Errorf("progress keys %v, want the bulk's mark alone", keys)
+	}
+}
+
+// brokenKV answers every call with an error, as a bucket that cannot be
+// reached.
+type brokenKV struct{ jetstream.KeyValue }
+
+func (brokenKV) Get(context.Context, string) (jetstream.KeyValueEntry, error) {
+	return nil, errors.New("nats: timeout")
+}
+
+// A requeued copy whose mark cannot be written is still the job's copy:
+// the original is settled, nothing is lost (bcsync init may only report
+// its bulk done early).
+func TestLoopRequeueWithoutTheMarkStillSettles(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 2)
+	ctx := context.Background()
+	if _, _, err := messages.Publish(ctx, e.b.JS, messages.Job{ID: "job-0", Subscription: "contoso",
+		Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "L0000", Source: "initialize:init-1"}); err != nil {
+		t.Fatal(err)
+	}
+	stats := &worker.Stats{}
+	stop := e.run(t, worker.LoopConfig{MaxDeliver: 2, Stats: stats, Progress: brokenKV{},
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+			return &bcclient.APIError{Status: 429, Code: "Application_TooManyRequests", Message: "slow down"}
+		})})
+	waitFor(t, 20*time.Second, "the job requeued", func() bool { return stats.Requeued.Load() > 0 })
+	stop()
+	s, err := e.b.JS.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 || info.State.FirstSeq < 2 {
+		t.Errorf("%d jobs from sequence %d: want the copy alone", info.State.Msgs, info.State.FirstSeq)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +52,68 @@ type Progress struct {
 // ProgressKey is the progress bucket's key of a bulk job.
 func ProgressKey(subscription, jobID string) string {
 	return "bulk." + subscription + "." + recordToken(jobID)
+}
+
+// RequeuedKey is the progress bucket's key of the newest job stream
+// sequence of a requeued copy of a record job that bulk job jobID published
+// (a held job is copied to the end of the stream on its last delivery,
+// past the bulk's LastSeq): `bcsync init` waits for the jobs up to it too.
+func RequeuedKey(subscription, jobID string) string {
+	return "requeued." + subscription + "." + recordToken(jobID)
+}
+
+// RequeuedSeq reads the sequence kept under RequeuedKey (0: none).
+func RequeuedSeq(ctx context.Context, kv jetstream.KeyValue, subscription, jobID string) (uint64, uint64, error) {
+	e, err := kv.Get(ctx, RequeuedKey(subscription, jobID))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return 0, 0, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("read the requeued jobs' mark: %w", err)
+	}
+	seq, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, e.Revision(), nil // unreadable: raised by the next requeue
+	}
+	return seq, e.Revision(), nil
+}
+
+// bulkOf names the bulk job that published job, as its Source says
+// ("initialize:<id>" or "delta:<id>"), or "".
+func bulkOf(job *messages.Job) string {
+	if job == nil {
+		return ""
+	}
+	op, id, ok := strings.Cut(job.Source, ":")
+	if !ok || id == "" || !messages.Op(op).Bulk() {
+		return ""
+	}
+	return id
+}
+
+// noteRequeued raises the mark of bulk job jobID's requeued copies to seq.
+func noteRequeued(ctx context.Context, kv jetstream.KeyValue, subscription, jobID string, seq uint64) error {
+	key := RequeuedKey(subscription, jobID)
+	val := []byte(strconv.FormatUint(seq, 10))
+	// Each lost race is another worker's raise: at most one per worker.
+	for range 100 {
+		cur, rev, err := RequeuedSeq(ctx, kv, subscription, jobID)
+		if err != nil {
+			return err
+		}
+		if cur >= seq {
+			return nil
+		}
+		if rev == 0 {
+			_, err = kv.Create(ctx, key, val)
+		} else {
+			_, err = kv.Update(ctx, key, val, rev)
+		}
+		if err == nil || !broker.IsConflict(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("raise %s: other workers kept changing it", key)
 }
 
 // WatermarkKey is the progress bucket's key of the watermark of a type: the

@@ -81,6 +81,10 @@ type LoopConfig struct {
 	// failing job first failed, for its dead letter; without it a dead
 	// letter names the job's stored time.
 	Failures jetstream.KeyValue
+	// Progress, when set (the broker.BucketProgress bucket), is told the
+	// sequence of each requeued copy of a bulk job's record job (see
+	// RequeuedKey), so that `bcsync init` waits for the copy too.
+	Progress jetstream.KeyValue
 }
 
 // Stats counts job outcomes. Safe for concurrent use.
@@ -472,14 +476,18 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 		}
 		l.nak(msg, delay, log)
 	case ActionRequeue:
-		if qerr := l.requeue(ctx, msg, md); qerr != nil {
+		seq, qerr := l.requeue(ctx, msg, md)
+		if qerr != nil {
 			// Not copied: the delivery stays unsettled. If it was the last,
 			// the safety net moves it to the dead-letter stream.
 			log.Error().Err(qerr).Msg("could not requeue a held job on its last delivery")
 			l.nak(msg, l.cfg.Backoff.Delay(1, 0), log)
 			return
 		}
-		log.Info().Str("error_class", string(class)).Msg("held job requeued on its last delivery")
+		log.Info().Str("error_class", string(class)).Uint64("copy_seq", seq).Msg("held job requeued on its last delivery")
+		// Before the original is settled, so that bcsync init following
+		// the bulk always sees one of the two.
+		l.noteRequeued(ctx, job, seq, log)
 		if terr := msg.TermWithReason("requeued"); terr != nil {
 			log.Warn().Err(terr).Msg("term after requeueing failed; the job may run twice (idempotently)")
 		}
@@ -517,7 +525,7 @@ func (l *Loop) nak(msg jetstream.Msg, delay time.Duration, log zerolog.Logger) {
 // message, with a fresh delivery count, and returns once JetStream stored
 // it. Its Nats-Msg-Id names the delivery it replaces, so that a requeue
 // repeated after a crash is stored once.
-func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
+func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) (uint64, error) {
 	out := nats.NewMsg(msg.Subject())
 	out.Data = msg.Data()
 	prior := 0
@@ -538,10 +546,26 @@ func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.Msg
 	out.Header.Set(HeaderFirstFailure, firstFailure(ctx, l.failures, msg.Headers(), md.Sequence.Stream, md.NumDelivered, md.Timestamp).Format(time.RFC3339Nano))
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := l.cfg.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(messages.StreamJobs)); err != nil {
-		return fmt.Errorf("worker: requeue: %w", err)
+	ack, err := l.cfg.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(messages.StreamJobs))
+	if err != nil {
+		return 0, fmt.Errorf("worker: requeue: %w", err)
 	}
-	return nil
+	return ack.Sequence, nil
+}
+
+// noteRequeued tells the progress bucket that the job, if a bulk job
+// published it, has a requeued copy at seq. Best effort: without it, bcsync
+// init may report the bulk done while the copy is still queued.
+func (l *Loop) noteRequeued(ctx context.Context, job *messages.Job, seq uint64, log zerolog.Logger) {
+	bulk := bulkOf(job)
+	if l.cfg.Progress == nil || bulk == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := noteRequeued(ctx, l.cfg.Progress, l.cfg.Subscription, bulk, seq); err != nil {
+		log.Warn().Err(err).Str("bulk_job", bulk).Msg("could not record the requeued copy for bcsync init, which may report its initialization done before this job")
+	}
 }
 
 // HeaderDeliveries counts, on a requeued job, the deliveries of the copies

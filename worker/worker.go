@@ -328,6 +328,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		Breaker:     breaker,
 		Locks:       records,
 		Failures:    opts.records,
+		Progress:    opts.progress,
 		Metrics:     opts.Metrics,
 		Observe:     opts.Observe,
 	})

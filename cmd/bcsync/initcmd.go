@@ -191,11 +191,15 @@ func (f follower) read(ctx context.Context) (worker.Progress, error) {
 
 // left reports whether a job of the initialize job is still in the job
 // stream: the initialize job itself, or one of the record jobs it published
-// (stream sequences from its own to p.LastSeq; the stream keeps a job until
-// it is settled). A job of the same type published meanwhile by someone
-// else, in that range, is waited for too. (A held job requeued on its last
-// delivery gets a sequence past the range and is not.)
+// (stream sequences from its own to p.LastSeq, or to the newest copy of one
+// that a worker requeued; the stream keeps a job until it is settled). A
+// job of the same type published meanwhile by someone else, in that range,
+// is waited for too.
 func (f follower) left(ctx context.Context, p worker.Progress) (bool, error) {
+	requeued, _, err := worker.RequeuedSeq(ctx, f.progress, f.sub, f.jobID)
+	if err != nil {
+		return false, fmt.Errorf("init: %w", err)
+	}
 	s, err := f.js.Stream(ctx, messages.StreamJobs)
 	if err != nil {
 		return false, fmt.Errorf("init: stream %s: %w", messages.StreamJobs, err)
@@ -207,7 +211,7 @@ func (f follower) left(ctx context.Context, p worker.Progress) (bool, error) {
 	case err != nil:
 		return false, fmt.Errorf("init: look for the jobs left: %w", err)
 	}
-	return m.Sequence <= max(p.LastSeq, f.seq), nil
+	return m.Sequence <= max(p.LastSeq, requeued, f.seq), nil
 }
 
 // dead counts the dead letters of the type.

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,4 +230,48 @@ func TestBenchPipelineReportsAWorkerThatExited(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// A record job requeued on its last delivery lands past the bulk's
+// LastSeq: init waits for it once the worker marked it, and is done once
+// it is settled.
+func TestInitWaitsForRequeuedCopies(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	progress := brokertest.KV(t, b, broker.BucketProgress)
+	var seqs []uint64
+	for i := range 4 { // the initialize job, two record jobs, a requeued copy
+		ack, _, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: "demo", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: fmt.Sprintf("L%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	s, err := b.JS.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range seqs[:3] { // settled
+		if err := s.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := follower{js: b.JS, progress: progress, sub: "demo", t: messages.TypeLocation, jobID: "init-1", seq: seqs[0]}
+	p := worker.Progress{Done: true, LastSeq: seqs[2]}
+	check := func(want bool, when string) {
+		t.Helper()
+		if left, err := f.left(ctx, p); err != nil || left != want {
+			t.Errorf("%s: left = %v (%v), want %v", when, left, err, want)
+		}
+	}
+	check(false, "the copy not marked") // as before workers marked copies
+	if _, err := progress.Create(ctx, worker.RequeuedKey("demo", "init-1"), []byte(strconv.FormatUint(seqs[3], 10))); err != nil {
+		t.Fatal(err)
+	}
+	check(true, "the copy marked and queued")
+	if err := s.DeleteMsg(ctx, seqs[3]); err != nil {
+		t.Fatal(err)
+	}
+	check(false, "the copy settled")
 }
