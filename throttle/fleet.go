@@ -357,9 +357,9 @@ func (f *Fleet) read(ctx context.Context) (budget, uint64, error) {
 	entry, err := f.cfg.KV.Get(ctx, f.rateKey)
 	switch {
 	case err == nil:
-		return decodeBudget(entry.Value(), f.ring), entry.Revision(), nil
+		return decodeBudget(entry.Value(), f.ring, f.slot), entry.Revision(), nil
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return newBudget(f.ring), 0, nil
+		return newBudget(f.ring, f.slot), 0, nil
 	default:
 		return budget{}, 0, fmt.Errorf("throttle: %s: read the budget: %w", f.cfg.Name, err)
 	}
@@ -559,30 +559,37 @@ func decodeTime(b []byte) int64 {
 }
 
 // budget counts grants per slot over the last len(counts) slots, the newest
-// being slot last.
+// being slot last; slot is the slots' length, in nanoseconds.
 type budget struct {
 	last   int64
+	slot   int64
 	counts []uint32 // counts[i] is slot last-len+1+i
 }
 
-func newBudget(n int) budget { return budget{counts: make([]uint32, n)} }
+func newBudget(n int, slot time.Duration) budget {
+	return budget{slot: int64(slot), counts: make([]uint32, n)}
+}
 
-func decodeBudget(b []byte, n int) budget {
-	if len(b) != 8+4*n {
-		// Another layout (other Slots or ring): start afresh. Processes
-		// with different layouts must not share a Name; they would reset
-		// each other's counts.
-		return newBudget(n)
+// decodeBudget reads a budget of n slots of length slot. A budget of
+// another layout (other slots, another ring, or a value from an older
+// bcsync) starts afresh: its slot numbers mean other times. Processes whose
+// budgets differ so (an operator changed the window while old workers
+// still run) reset each other's counts until the old ones are gone; BC's
+// 429, which pauses the fleet, bounds the overrun meanwhile.
+func decodeBudget(b []byte, n int, slot time.Duration) budget {
+	if len(b) != 16+4*n || int64(binary.BigEndian.Uint64(b[8:])) != int64(slot) {
+		return newBudget(n, slot)
 	}
-	out := budget{last: int64(binary.BigEndian.Uint64(b)), counts: make([]uint32, n)}
+	out := budget{last: int64(binary.BigEndian.Uint64(b)), slot: int64(slot), counts: make([]uint32, n)}
 	for i := range n {
-		out.counts[i] = binary.BigEndian.Uint32(b[8+4*i:])
+		out.counts[i] = binary.BigEndian.Uint32(b[16+4*i:])
 	}
 	return out
 }
 
 func (b budget) encode() []byte {
-	out := binary.BigEndian.AppendUint64(make([]byte, 0, 8+4*len(b.counts)), uint64(b.last))
+	out := binary.BigEndian.AppendUint64(make([]byte, 0, 16+4*len(b.counts)), uint64(b.last))
+	out = binary.BigEndian.AppendUint64(out, uint64(b.slot))
 	for _, c := range b.counts {
 		out = binary.BigEndian.AppendUint32(out, c)
 	}

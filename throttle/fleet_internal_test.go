@@ -1,6 +1,7 @@
 package throttle
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestRoomBehindAMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Slots of 10 ms; the window and its margin are 103 slots.
-	b := newBudget(f.ring)
+	b := newBudget(f.ring, f.slot)
 	b.advance(1)
 	b.addN(0, 1)
 	b.addN(1, 1)
@@ -63,6 +64,32 @@ func TestRoomBehindAMove(t *testing.T) {
 	} {
 		if got := f.room(b, c.target); got != c.room {
 			t.Errorf("room at slot %d = %d, want %d", c.target, got, c.room)
+		}
+	}
+}
+
+func TestBudgetEncoding(t *testing.T) {
+	t.Parallel()
+	b := budget{last: 1234, slot: int64(10 * time.Millisecond), counts: []uint32{1, 0, 2, 3}}
+	got := decodeBudget(b.encode(), 4, 10*time.Millisecond)
+	if got.last != b.last || got.slot != b.slot || !slices.Equal(got.counts, b.counts) {
+		t.Errorf("decoded %+v, want %+v", got, b)
+	}
+	old := b.encode()[:8] // the layout before slots were recorded: last, counts
+	old = append(old, b.encode()[16:]...)
+	for name, c := range map[string]struct {
+		value []byte
+		n     int
+		slot  time.Duration
+	}{
+		"another slot length": {b.encode(), 4, 20 * time.Millisecond},
+		"another ring":        {b.encode(), 5, 10 * time.Millisecond},
+		"an older layout":     {old, 4, 10 * time.Millisecond},
+		"garbage":             {[]byte("x"), 4, 10 * time.Millisecond},
+	} {
+		got := decodeBudget(c.value, c.n, c.slot)
+		if got.last != 0 || got.usedSince(0) != 0 || len(got.counts) != c.n || got.slot != int64(c.slot) {
+			t.Errorf("%s: decoded %+v, want a fresh budget of %d slots of %v", name, got, c.n, c.slot)
 		}
 	}
 }

@@ -384,3 +384,33 @@ func TestOneSlowAnswerDoesNotHoldBackTheNext(t *testing.T) {
 		t.Errorf("30 grants after one slow answer took %v, want about %v", took, 30*window/100)
 	}
 }
+
+// A budget counted by processes with another window (an operator changed
+// throttling.window, and the old workers still run, or the bucket kept the
+// old count) is a different budget: its slots are of another length. Read
+// as this one's, its slot numbers lay years ahead, and Acquire waited for
+// them.
+func TestBudgetOfAnotherWindowIsNotMisread(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	mk := func(window time.Duration) *throttle.Fleet {
+		f, err := throttle.NewFleet(throttle.FleetConfig{KV: brokertest.KV(t, b, broker.BucketThrottle), Name: "bc-app",
+			Requests: 6000, Window: window, MaxConcurrency: 5, Stats: &throttle.Stats{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(f.Close)
+		return f
+	}
+	// Slots of 0.6 s and 3 s; both keep 106 slots.
+	short, long := mk(time.Minute), mk(5*time.Minute)
+	for i, f := range []*throttle.Fleet{short, long, short, long} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		release, err := f.Acquire(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("acquire %d: %v", i, err)
+		}
+		release()
+	}
+}
