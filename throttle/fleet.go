@@ -67,7 +67,8 @@ type FleetConfig struct {
 	// counting arrivals, never sees more than Requests in a Window.
 	// Default 100.
 	Slots int
-	// Log receives pauses.
+	// Log receives pauses, and a warning when another process's clock is
+	// ahead of this one's.
 	Log zerolog.Logger
 	// Stats, when set, counts grants, waits and pauses.
 	Stats *Stats
@@ -125,6 +126,7 @@ type Fleet struct {
 	poolSlot int64
 
 	pausedUntil atomic.Int64 // unix nanoseconds, cached from the bucket
+	clockWarned atomic.Int64 // unix nanoseconds of the last clock warning
 	watchOnce   sync.Once
 
 	leases leases
@@ -285,6 +287,7 @@ func (f *Fleet) grant(ctx context.Context) error {
 			return err
 		}
 		target := max(f.slotOf(now), b.last-int64(f.lead))
+		f.checkClock(now, b.last)
 		b.advance(target)
 		if b.at(target) >= f.slotCap() {
 			// Paced: that slot had its share; wait for the next one.
@@ -375,6 +378,22 @@ func (f *Fleet) slotOf(t time.Time) int64 { return t.UnixNano() / int64(f.slot) 
 // the window, for the grants counted behind a move (see grant).
 func (f *Fleet) maxLead() time.Duration {
 	return max(f.slot, f.cfg.Window/50, 250*time.Millisecond)
+}
+
+// checkClock warns, at most once a minute, when the newest count lies
+// further ahead of now than a move goes: another process's clock is ahead
+// of this one's, and this process waits for it at each grant.
+func (f *Fleet) checkClock(now time.Time, last int64) {
+	ahead := time.Duration(last-f.slotOf(now)) * f.slot
+	if ahead <= f.maxLead()+f.slot {
+		return
+	}
+	prev := f.clockWarned.Load()
+	if now.UnixNano()-prev < int64(time.Minute) || !f.clockWarned.CompareAndSwap(prev, now.UnixNano()) {
+		return
+	}
+	f.cfg.Log.Warn().Str("budget", f.cfg.Name).Dur("ahead", ahead).
+		Msg("another worker counts this budget ahead of this worker's clock, and this worker waits for it: check that the workers' clocks are synchronized (NTP)")
 }
 
 // room is how many more permits slot target may count: the budget less

@@ -1,11 +1,17 @@
 package throttle
 
 import (
+	"bytes"
+	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // noKV stands for a bucket the test never reaches.
@@ -90,6 +96,45 @@ func TestBudgetEncoding(t *testing.T) {
 		got := decodeBudget(c.value, c.n, c.slot)
 		if got.last != 0 || got.usedSince(0) != 0 || len(got.counts) != c.n || got.slot != int64(c.slot) {
 			t.Errorf("%s: decoded %+v, want a fresh budget of %d slots of %v", name, got, c.n, c.slot)
+		}
+	}
+}
+
+// A count far ahead of this process's clock (another worker's clock is
+// ahead) makes it wait, and says why: otherwise the fleet slows down with
+// no word. A count a move ahead is no reason to warn.
+func TestClockAheadIsReported(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	kv := brokertest.KV(t, brokertest.New(t), broker.BucketThrottle)
+	f, err := NewFleet(FleetConfig{KV: kv, Name: "bc-app", Requests: 1000, Window: time.Second, MaxConcurrency: 5,
+		Log: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	ctx := context.Background()
+	for _, c := range []struct {
+		ahead int64 // slots of 10 ms
+		warn  bool
+	}{{ahead: 20}, {ahead: 60, warn: true}} {
+		logs.Reset()
+		f.clockWarned.Store(0)
+		b := newBudget(f.ring, f.slot)
+		b.advance(f.slotOf(time.Now()) + c.ahead)
+		b.addN(b.last, 1)
+		if _, err := kv.Put(ctx, f.rateKey, b.encode()); err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		release, err := f.Acquire(actx)
+		cancel()
+		if err != nil {
+			t.Fatalf("%d slots ahead: %v", c.ahead, err)
+		}
+		release()
+		if got := strings.Contains(logs.String(), "check that the workers' clocks are synchronized"); got != c.warn {
+			t.Errorf("%d slots ahead: warned %v, want %v; log:\n%s", c.ahead, got, c.warn, logs.String())
 		}
 	}
 }
