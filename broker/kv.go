@@ -22,7 +22,8 @@ const (
 	// (a stale read never overwrites a newer one).
 	BucketRecords = "bcsync_records"
 	// BucketProgress holds the checkpoints of bulk jobs (initialize,
-	// delta), the watermarks of deltas and the pollers' leases.
+	// delta), the marks of their requeued jobs, the watermarks of deltas
+	// and the pollers' leases.
 	BucketProgress = "bcsync_progress"
 )
 
