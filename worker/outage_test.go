@@ -69,6 +69,13 @@ func TestE2EBCOutageDeadLettersNothingAndSparesOtherSubscriptions(t *testing.T) 
 
 	e.bc.SetOutage(503)
 	outageStart := time.Now()
+	tripped := make(chan time.Duration, 1)
+	go func() {
+		for breakers["contoso"].Trips.Load() == 0 && time.Since(outageStart) < outage {
+			time.Sleep(50 * time.Millisecond)
+		}
+		tripped <- time.Since(outageStart)
+	}()
 	doneA := e.ip.Count("customer")
 	during := rate(outage - 3*time.Second)
 	time.Sleep(time.Until(outageStart.Add(outage)))
@@ -79,6 +86,14 @@ func TestE2EBCOutageDeadLettersNothingAndSparesOtherSubscriptions(t *testing.T) 
 	}
 	if ipB.Count("customer") >= nB {
 		t.Fatal("B ran out of jobs during the outage: its pace was not measured")
+	}
+	// The breaker learns of the outage once the BC client's own retries
+	// of a request give up (10 s in a worker; the client's default 30 s
+	// outlasted this outage).
+	if took := <-tripped; took > 20*time.Second {
+		t.Errorf("A's breaker tripped %v after BC went down, want within 20 s", took)
+	} else {
+		t.Logf("A's breaker tripped %v after BC went down", took.Round(100*time.Millisecond))
 	}
 	if during < 0.8*before {
 		t.Errorf("B slowed to %.1f records/s during A's outage, from %.1f (want at least 80%%)", during, before)

@@ -254,6 +254,7 @@ func Clients(ctx context.Context, sub *config.Subscription, base *http.Client, s
 		HTTPClient:        base,
 		PageSize:          sub.PageSize,
 		PriceGroupService: sub.PriceGroupService,
+		Retry:             bcclient.RetryPolicy{MaxElapsed: bcRetryWindow},
 	})
 	if err != nil {
 		return nil, nil, err
@@ -271,6 +272,14 @@ func Clients(ctx context.Context, sub *config.Subscription, base *http.Client, s
 	}
 	return bc, ip, nil
 }
+
+// bcRetryWindow bounds the BC client's own retries of one request: enough
+// for a blip, short enough that a BC outage reaches the breaker, which
+// pauses the subscription, within seconds rather than after the client's
+// default 30 s with every job slot stuck in retries. A job's longer
+// troubles are the queue's: up to max_deliver deliveries, backing off to
+// minutes.
+const bcRetryWindow = 10 * time.Second
 
 func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Options, log zerolog.Logger) (*Loop, error) {
 	opts.HTTPClient = opts.Metrics.httpClient(opts.HTTPClient, sub)
