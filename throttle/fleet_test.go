@@ -39,6 +39,16 @@ func fleetsWith(t *testing.T, n int, cfg throttle.FleetConfig, wrap func(jetstre
 	return out
 }
 
+// permits sums, over fs, the permits moved after a late KV answer and
+// those left counted and unused.
+func permits(fs []*throttle.Fleet) (moved, stale int64) {
+	for _, f := range fs {
+		moved += f.Stats().Restamped.Load()
+		stale += f.Stats().Stale.Load()
+	}
+	return moved, stale
+}
+
 func TestFleetBudgetIsSlidingAndShared(t *testing.T) {
 	t.Parallel()
 	const budget, window = 20, 2 * time.Second
@@ -54,11 +64,7 @@ func TestFleetBudgetIsSlidingAndShared(t *testing.T) {
 	// after its grant (the race detector on a loaded machine) shortens the
 	// measured gap, so 10% of the window is allowed for that.
 	checkWindow(t, grants, budget, window-window/10)
-	var moved, stale int64
-	for _, f := range fs {
-		st := f.Stats()
-		moved, stale = moved+st.Restamped.Load(), stale+st.Stale.Load()
-	}
+	moved, stale := permits(fs)
 	t.Logf("%d grants; permits moved after a late KV answer %d, left unused %d", len(grants), moved, stale)
 	if len(grants) < want {
 		t.Errorf("%d grants in %v, want %d", len(grants), limit, want)
@@ -203,11 +209,7 @@ func TestSlowStoreDoesNotStretchTheBudget(t *testing.T) {
 	// Permits counted 150 ms before they were handed out would let 11
 	// requests out within 0.85 s.
 	checkWindow(t, grants, budget, window-window/20)
-	var moved, stale int64
-	for _, f := range fs {
-		moved += f.Stats().Restamped.Load()
-		stale += f.Stats().Stale.Load()
-	}
+	moved, stale := permits(fs)
 	t.Logf("%d grants in %v, %d permits moved, %d left unused", len(grants), grants[len(grants)-1].Sub(grants[0]), moved, stale)
 	if len(grants) < want {
 		t.Errorf("%d grants in %v, want %d", len(grants), limit, want)
@@ -242,10 +244,7 @@ func TestSlowAndFastProcessesShareTheWindow(t *testing.T) {
 	grants := hammerUntil(want, limit, 8, fs...)
 	// 10% of the window allowed for goroutines delayed after their grant.
 	checkWindow(t, grants, budget, window-window/10)
-	var moved int64
-	for _, f := range fs {
-		moved += f.Stats().Restamped.Load()
-	}
+	moved, _ := permits(fs)
 	t.Logf("%d grants in %v, %d permits moved", len(grants), grants[len(grants)-1].Sub(grants[0]), moved)
 	if len(grants) < want {
 		t.Errorf("%d grants in %v, want %d", len(grants), limit, want)
@@ -309,10 +308,7 @@ func TestStoreSlowForLongStillGrants(t *testing.T) {
 	const want, limit = 2*budget + 1, 30 * time.Second
 	grants := hammerUntil(want, limit, 12, fs...)
 	checkWindow(t, grants, budget, window-window/10)
-	var moved, stale int64
-	for _, f := range fs {
-		moved, stale = moved+f.Stats().Restamped.Load(), stale+f.Stats().Stale.Load()
-	}
+	moved, stale := permits(fs)
 	t.Logf("%d grants, %d permits moved, %d left unused", len(grants), moved, stale)
 	if len(grants) < want {
 		t.Errorf("%d grants in %v from a store slow on every update, want %d", len(grants), limit, want)
