@@ -78,8 +78,9 @@ func (c *Client) GetLocation(ctx context.Context, key string) (Location, error) 
 // in one request: "$filter=code eq 'A' or code eq 'B' ...", paged as
 // ListLocations (a second request only if Config.PageSize is below the
 // number of codes, or if the codes make a filter longer than web front
-// ends take: about 1.8 KB escaped, some 50 codes of 7 characters). Codes are deduplicated; each must be one GetLocation
-// accepts and not a GUID (read those with GetLocation), and at most
+// ends take: about 1.8 KB escaped, some 50 codes of 7 characters). Codes
+// are deduplicated; each must be one GetLocation accepts and not a GUID
+// (read those with GetLocation), and at most
 // MaxBatchKeys distinct codes are taken. A code that matches no row is
 // absent from the map: Lookup turns that absence into the ErrNotFound that
 // GetLocation returns. The map is keyed by the codes asked for; codes
