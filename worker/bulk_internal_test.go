@@ -49,4 +49,17 @@ func TestNoteRequeuedKeepsTheNewest(t *testing.T) {
 	if got, _, err := RequeuedSeq(ctx, kv, "demo", "other"); err != nil || got != 0 {
 		t.Errorf("another bulk's mark %d (%v), want none", got, err)
 	}
+	// An unreadable mark counts as none, and the next requeue replaces it.
+	if _, err := kv.Put(ctx, RequeuedKey("demo", "broken"), []byte("not a number")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := RequeuedSeq(ctx, kv, "demo", "broken"); err != nil || got != 0 {
+		t.Errorf("unreadable mark read as %d (%v), want 0", got, err)
+	}
+	if err := noteRequeued(ctx, kv, "demo", "broken", 7); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := RequeuedSeq(ctx, kv, "demo", "broken"); err != nil || got != 7 {
+		t.Errorf("mark %d (%v) after replacing an unreadable one, want 7", got, err)
+	}
 }
