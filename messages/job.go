@@ -118,6 +118,7 @@ var (
 	ErrBadID               = errors.New("bad job id")
 	ErrDataTooLarge        = errors.New("data snapshot too large")
 	ErrBadData             = errors.New("data snapshot is not a JSON object")
+	ErrBadTime             = errors.New("time out of range")
 	ErrSubjectMismatch     = errors.New("subject does not match the job")
 	ErrBadSubject          = errors.New("not a bcsync job subject")
 	errKeyNotAllowedForOp  = errors.New("key not allowed for op")
@@ -232,12 +233,29 @@ func (j *Job) Validate() error {
 			add("key", ErrBadKey, "%q: %s", truncate(j.Key, 40), why)
 		}
 	}
+	// A time whose UTC form leaves years 0001-9999 cannot be encoded once
+	// in UTC (MsgID's form), nor read back by every publisher.
+	for _, t := range []struct {
+		field string
+		at    time.Time
+	}{{"changed_at", j.ChangedAt}, {"enqueued_at", j.EnqueuedAt}} {
+		if !t.at.IsZero() && !InTimeRange(t.at) {
+			add(t.field, ErrBadTime, "%s is outside the years 0001-9999 in UTC", t.at.Format(time.RFC3339))
+		}
+	}
 	if len(j.Data) > MaxDataBytes {
 		add("data", ErrDataTooLarge, "%d bytes, at most %d", len(j.Data), MaxDataBytes)
 	} else if len(j.Data) > 0 && !isJSONObject(j.Data) {
 		add("data", ErrBadData, "expected the BC record as a JSON object")
 	}
 	return errors.Join(errs...)
+}
+
+// InTimeRange reports whether t, in UTC, lies within the years 0001-9999,
+// the range RFC 3339 and JSON encoding can write.
+func InTimeRange(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 1 && y <= 9999
 }
 
 func typeList() string {
@@ -276,7 +294,7 @@ func Decode(b []byte) (*Job, error) {
 	var j Job
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil || j.V != Version || dec.More() {
+	if err := dec.Decode(&j); err != nil || j.V != Version || trailing(b, dec) {
 		return decodeCarefully(b)
 	}
 	if err := j.Validate(); err != nil {
@@ -311,13 +329,19 @@ func decodeCarefully(b []byte) (*Job, error) {
 	if err := dec.Decode(&j); err != nil {
 		return nil, fmt.Errorf("messages: %w: %v", ErrMalformed, err)
 	}
-	if dec.More() {
+	if trailing(b, dec) {
 		return nil, fmt.Errorf("messages: %w: trailing data after the JSON object", ErrMalformed)
 	}
 	if err := j.Validate(); err != nil {
 		return nil, fmt.Errorf("messages: invalid job: %w", err)
 	}
 	return &j, nil
+}
+
+// trailing reports whether b holds more than white space after the value
+// dec decoded from it (dec.More misses a stray "}" or "]").
+func trailing(b []byte, dec *json.Decoder) bool {
+	return len(bytes.TrimSpace(b[dec.InputOffset():])) > 0
 }
 
 // Encode validates and encodes a job.

@@ -57,6 +57,18 @@ func TestValidate(t *testing.T) {
 		{"initialize with key", func(j *messages.Job) { j.Op = messages.OpInitialize }, nil, "key"},
 		{"delta with key", func(j *messages.Job) { j.Op = messages.OpDelta }, nil, "key"},
 		{"delta with data", func(j *messages.Job) { j.Op = messages.OpDelta; j.Key = ""; j.Data = json.RawMessage(`{}`) }, nil, "data"},
+		// Valid RFC 3339, but year 10000 in UTC: json.Marshal refuses it, so
+		// the job's MsgID could not be computed from it.
+		{"changed_at past 9999 in UTC", func(j *messages.Job) {
+			j.ChangedAt = time.Date(9999, 12, 31, 23, 59, 59, 0, time.FixedZone("", -23*3600))
+		}, messages.ErrBadTime, "changed_at"},
+		{"changed_at before year 1 in UTC", func(j *messages.Job) {
+			j.ChangedAt = time.Date(1, 1, 1, 0, 0, 0, 0, time.FixedZone("", 2*3600))
+		}, messages.ErrBadTime, "changed_at"},
+		{"enqueued_at past 9999 in UTC", func(j *messages.Job) {
+			j.EnqueuedAt = time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("", -3*3600))
+		}, messages.ErrBadTime, "enqueued_at"},
+		{"BC's blank date", func(j *messages.Job) { j.ChangedAt = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC) }, nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,6 +129,11 @@ func TestDecode(t *testing.T) {
 		{"unknown field", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"EAST","subcription":"x"}`, messages.ErrMalformed},
 		{"wrong field type", `{"v":1,"id":7}`, messages.ErrMalformed},
 		{"trailing data", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"EAST"} {}`, messages.ErrMalformed},
+		// json.Decoder.More reports no more values before a "}" or "]".
+		{"trailing brace", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"EAST"}}`, messages.ErrMalformed},
+		{"trailing brackets", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"EAST"} ]]]garbage`, messages.ErrMalformed},
+		{"trailing brace and object", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"EAST"}}{"v":2}`, messages.ErrMalformed},
+		{"trailing white space", "{\"v\":1,\"id\":\"j1\",\"subscription\":\"contoso\",\"type\":\"location\",\"op\":\"upsert\",\"key\":\"EAST\"}\n\t ", nil},
 		{"invalid", `{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert"}`, messages.ErrMissingField},
 		{"too large", `{"v":1,"pad":"` + strings.Repeat("x", messages.MaxJobBytes) + `"}`, messages.ErrTooLarge},
 	}
@@ -182,5 +199,31 @@ func TestMsgID(t *testing.T) {
 		if c.MsgID() == a.MsgID() {
 			t.Errorf("changing %s does not change MsgID", name)
 		}
+	}
+}
+
+// A job MsgID cannot marshal (a time out of JSON's range, which Validate
+// refuses, or invalid data) still gets an id from all its fields: two such
+// jobs were once both given the hash of their data alone, and JetStream
+// dropped the second as a duplicate.
+func TestMsgIDOfAJobJSONCannotEncode(t *testing.T) {
+	t.Parallel()
+	far := time.Date(9999, 12, 31, 23, 59, 59, 0, time.FixedZone("", -23*3600))
+	a := validJob()
+	a.ChangedAt = far
+	b := a
+	b.Key = "WEST"
+	c := a
+	c.Data = json.RawMessage(`{not json`)
+	ids := map[string]string{}
+	for name, j := range map[string]messages.Job{"a": a, "b": b, "c": c} {
+		id := j.MsgID()
+		if other, dup := ids[id]; dup {
+			t.Errorf("jobs %s and %s share the Nats-Msg-Id %s", other, name, id)
+		}
+		ids[id] = name
+	}
+	if a.MsgID() != a.MsgID() {
+		t.Error("MsgID of one job changes between calls")
 	}
 }

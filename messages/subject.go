@@ -163,9 +163,10 @@ func (j *Job) MsgID() string {
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
-		// Only invalid Data fails to marshal; hash its raw bytes instead.
-		c.Data = nil
-		b, _ = json.Marshal(c)
+		// Invalid Data, or a time out of JSON's range (which Validate
+		// refuses): hash every field spelt out instead, never a part.
+		b = fmt.Appendf(nil, "%d\x00%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00",
+			c.V, c.ID, c.Subscription, c.Type, c.Op, c.Key, c.ChangedAt.Format(time.RFC3339Nano), c.Source)
 		b = append(b, j.Data...)
 	}
 	sum := sha256.Sum256(b)
