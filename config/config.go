@@ -211,8 +211,9 @@ type WebhookServer struct {
 	// ":8080".
 	Listen string `yaml:"listen" json:"listen" default:":8080"`
 	// MaxBodyBytes caps the body of one notification; a larger one is
-	// refused. Default 1048576 (1 MiB), 1 KiB..64 MiB.
-	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes" default:"1048576"`
+	// refused. Default 4194304 (4 MiB), 1 KiB..64 MiB; it must hold BC's
+	// largest notification (1,000 items, each repeating the clientState).
+	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes" default:"4194304"`
 }
 
 // Webhook is one subscription's BC webhook settings: which entity sets BC

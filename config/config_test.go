@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		NATS:    NATS{DataDir: "./data", DuplicateWindow: 2 * time.Minute, Replicas: 1},
 		Log:     Log{Level: "info", Format: "json"},
-		Webhook: WebhookServer{Listen: ":8080", MaxBodyBytes: 1 << 20},
+		Webhook: WebhookServer{Listen: ":8080", MaxBodyBytes: 4 << 20},
 		Subscriptions: []Subscription{{
 			Name:              "contoso",
 			Version:           "v2.0",

@@ -94,6 +94,7 @@ func validate(st *state, cfg *Config, env func(string) (string, bool)) {
 	validateNATS(st, &cfg.NATS)
 	validateLog(st, &cfg.Log)
 	validateWebhookServer(st, &cfg.Webhook)
+	defer checkNotificationFits(st, cfg) // once the clientStates are read
 	if len(cfg.Subscriptions) == 0 {
 		st.add("subscriptions", "no subscriptions",
 			"add at least one under `subscriptions:` with name, company_name, tenant_id, client_id, environment and ipaas.system_id (print the example configuration for a template)")

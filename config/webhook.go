@@ -91,7 +91,65 @@ func validateWebhookServer(st *state, w *WebhookServer) {
 	}
 	if w.MaxBodyBytes < minBodyBytes || w.MaxBodyBytes > maxBodyBytes {
 		st.add("webhook.max_body_bytes", fmt.Sprintf("is %d, must be between %d and %d", w.MaxBodyBytes, minBodyBytes, maxBodyBytes),
-			"set it to a size in bytes such as 1048576 (1 MiB, the default)")
+			"set it to a size in bytes such as 4194304 (4 MiB, the default)")
+	}
+}
+
+// Sizes of BC's largest notification.
+const (
+	// notificationItems is the most items BC sends in one notification:
+	// past 1,000 changes it sends one collection item instead.
+	notificationItems = 1000
+	// notificationItemBytes bounds an item's size but for its clientState:
+	// the field names, a subscriptionId, two times, a changeType and a
+	// resource of two GUIDs and an entity set, with room to spare.
+	notificationItemBytes = 512
+	// notificationSlack covers the envelope around the items.
+	notificationSlack = 1 << 10
+)
+
+// NotificationBytes is the size of the largest notification BC may send
+// for a clientState: 1,000 items, each repeating the clientState as JSON
+// escapes it at worst (\uXXXX for every character that is not printable
+// ASCII).
+func NotificationBytes(clientState string) int64 {
+	n := 0
+	for _, r := range clientState {
+		switch {
+		case r == '"' || r == '\\':
+			n += 2
+		case r >= 0x20 && r < 0x7f:
+			n++
+		case r > 0xffff:
+			n += 12 // a surrogate pair
+		default:
+			n += 6
+		}
+	}
+	return notificationItems*int64(n+notificationItemBytes) + notificationSlack
+}
+
+// checkNotificationFits reports a webhook.max_body_bytes too small for the
+// largest notification of a subscription's clientState: the receiver would
+// answer such a genuine notification 400, and BC deletes a subscription
+// answered so.
+func checkNotificationFits(st *state, cfg *Config) {
+	limit := cfg.Webhook.MaxBodyBytes
+	if limit < minBodyBytes || limit > maxBodyBytes {
+		return // reported already
+	}
+	for _, s := range cfg.Subscriptions {
+		if !s.Webhook.Enabled || s.Webhook.ClientState.IsZero() {
+			continue
+		}
+		need := NotificationBytes(s.Webhook.ClientState.Reveal())
+		if need <= limit {
+			continue
+		}
+		st.add("webhook.max_body_bytes",
+			fmt.Sprintf("is %d, but BC's largest notification for subscription %q (1,000 changes, each repeating its clientState of %d characters) may take %d bytes; a larger notification is refused with 400, and BC then deletes its webhook subscription",
+				limit, s.Name, utf8.RuneCountInString(s.Webhook.ClientState.Reveal()), need),
+			fmt.Sprintf("raise it to at least %d, or use a shorter clientState (64 hex characters, e.g. `openssl rand -hex 32`, are plenty)", need))
 	}
 }
 

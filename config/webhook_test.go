@@ -56,7 +56,7 @@ func TestWebhookSettings(t *testing.T) {
 		"BCSYNC_CONTOSO_WEBHOOK_CLIENT_STATE_FILE": file,
 		"BCSYNC_CONTOSO_WEBHOOK_RENEW_BEFORE":      "48h",
 		"BCSYNC_WEBHOOK_LISTEN":                    "127.0.0.1:9090",
-		"BCSYNC_WEBHOOK_MAX_BODY_BYTES":            "65536",
+		"BCSYNC_WEBHOOK_MAX_BODY_BYTES":            "1048576",
 	} {
 		env[k] = v
 	}
@@ -66,7 +66,7 @@ func TestWebhookSettings(t *testing.T) {
 		w.ClientState.Reveal() != testClientState || w.ClientStateEnv != "" {
 		t.Errorf("webhook from the environment: %+v (env %q)", w, w.ClientStateEnv)
 	}
-	if cfg.Webhook.Listen != "127.0.0.1:9090" || cfg.Webhook.MaxBodyBytes != 65536 {
+	if cfg.Webhook.Listen != "127.0.0.1:9090" || cfg.Webhook.MaxBodyBytes != 1048576 {
 		t.Errorf("webhook server %+v", cfg.Webhook)
 	}
 }
@@ -144,7 +144,16 @@ func TestWebhookProblems(t *testing.T) {
 		{name: "renew before past expiry", edit: set("webhook.renew_before", "72h"), path: sub + "renew_before", want: "3 days"},
 		{name: "listen", yaml: "webhook: {listen: 'localhost'}\n" + minimalYAML, path: "webhook.listen", want: ":8080"},
 		{name: "listen port", yaml: "webhook: {listen: ':http-alt'}\n" + minimalYAML, path: "webhook.listen", want: "host:port"},
-		{name: "max body bytes", yaml: "webhook: {max_body_bytes: 10}\n" + minimalYAML, path: "webhook.max_body_bytes", want: "1048576"},
+		{name: "max body bytes", yaml: "webhook: {max_body_bytes: 10}\n" + minimalYAML, path: "webhook.max_body_bytes", want: "4194304"},
+		// BC's 1,000 items of this clientState need about 545 kB.
+		{name: "max body bytes below BC's largest notification", edit: webhookOn,
+			env:  func(e map[string]string) { e["BCSYNC_WEBHOOK_MAX_BODY_BYTES"] = "65536" },
+			path: "webhook.max_body_bytes", want: `subscription "contoso"`},
+		{name: "default max body bytes below the largest notification of a non-ASCII clientState", edit: webhookOn,
+			env: func(e map[string]string) {
+				e["BCSYNC_CONTOSO_WEBHOOK_CLIENT_STATE"] = strings.Repeat("é", MaxClientStateLen)
+			},
+			path: "webhook.max_body_bytes", want: "shorter clientState"},
 		{name: "unknown webhook field", edit: set("webhook.client_state", testClientState), path: sub + "client_state", want: "client_state_env"},
 		{name: "same url twice", yaml: minimalYAML + `    webhook: {notification_url: 'https://x.example.com/hook'}
   - name: fabrikam
@@ -194,5 +203,23 @@ func TestWebhookProblems(t *testing.T) {
 				t.Errorf("problem %q: empty or on several lines", found.Error())
 			}
 		})
+	}
+}
+
+// NotificationBytes bounds BC's largest notification: 1,000 items, each
+// with the clientState as JSON may escape it.
+func TestNotificationBytes(t *testing.T) {
+	t.Parallel()
+	ascii := NotificationBytes(strings.Repeat("a", MaxClientStateLen))
+	if ascii < 1000*(MaxClientStateLen+300) || ascii > 4<<20 {
+		t.Errorf("2,048 ASCII characters: %d bytes, want at least 1000 items of the clientState and an item's fields, and under the 4 MiB default", ascii)
+	}
+	for _, tc := range []struct {
+		state string
+		per   int64 // bytes per character, escaped at worst
+	}{{"a", 1}, {`"`, 2}, {`\`, 2}, {"é", 6}, {"😀", 12}} {
+		if got, want := NotificationBytes(tc.state)-NotificationBytes(""), 1000*tc.per; got != want {
+			t.Errorf("%q adds %d bytes, want %d", tc.state, got, want)
+		}
 	}
 }

@@ -236,10 +236,12 @@ func (m *Manager) syncOne(ctx context.Context, ms *Managed) (Report, error) {
 	}
 	handled := make([]bool, len(ours))
 	var errs []error
+	unresolved := false // a configured set's resource is unknown this pass
 	for _, set := range ms.Resources {
 		slog := log.With().Str("entity_set", set).Logger()
 		resource, err := ms.BC.Resource(ctx, set)
 		if err != nil {
+			unresolved = true
 			errs = append(errs, fail("resource of "+set, err))
 			continue
 		}
@@ -302,9 +304,12 @@ func (m *Manager) syncOne(ctx context.Context, ms *Managed) (Report, error) {
 		}
 		m.known[key] = cur.SubscriptionID
 	}
-	// Ours, but no configured entity set wants them any more.
+	// Ours, but no configured entity set wants them any more. Unless a
+	// set's resource could not be worked out (BC down, the company lookup
+	// failing): its subscription cannot be told from an unconfigured one,
+	// and deleting it would stop BC's notifications until a later pass.
 	for i, s := range ours {
-		if handled[i] {
+		if handled[i] || unresolved {
 			continue
 		}
 		if err := ms.BC.DeleteSubscription(ctx, s); err != nil && !errors.Is(err, bcclient.ErrNotFound) {

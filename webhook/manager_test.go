@@ -2,8 +2,11 @@ package webhook_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -306,5 +309,64 @@ func TestNewManagerChecksItsConfig(t *testing.T) {
 	if ms.Subscription != "a" || ms.NotificationURL != sub.Webhook.NotificationURL || ms.ClientState.Reveal() != testState ||
 		!slices.Equal(ms.Resources, []string{"items"}) || ms.RenewBefore != 30*time.Hour {
 		t.Errorf("managed %+v", ms)
+	}
+}
+
+// flakyResourceBC is a real BC client whose Resource fails for one entity
+// set, as it does when the company lookup behind it (not cached yet after
+// a restart) meets a BC outage, a timeout or a renamed company.
+type flakyResourceBC struct {
+	*bcclient.Client
+	failSet atomic.Value // string
+}
+
+func (f *flakyResourceBC) Resource(ctx context.Context, set string) (string, error) {
+	if s, _ := f.failSet.Load().(string); s == set || s == "*" {
+		return "", fmt.Errorf("bcclient: webhook resource: look up company: %w",
+			&bcclient.APIError{Status: http.StatusServiceUnavailable, Code: "Internal_ServiceUnavailable", Message: "Service unavailable"})
+	}
+	return f.Client.Resource(ctx, set)
+}
+
+// A pass in which Resource fails for an entity set (a transient BC error,
+// a renamed company) leaves every live subscription alone: such a
+// subscription cannot be told from one no configured set wants, and the
+// Manager once deleted them all as "not in webhook.resources", so BC stopped
+// notifying until a later pass recreated them (changes and deletions in
+// between were lost: deletions are invisible to the poller's delta).
+func TestManagerKeepsSubscriptionsWhenAResourceFails(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	c := newClock(time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC))
+	bc := newBC(t, c.Now)
+	fbc := &flakyResourceBC{Client: bcClient(t, bc)}
+	fbc.failSet.Store("")
+	logs := &syncBuffer{}
+	m, err := webhook.NewManager(webhook.ManagerConfig{Subscriptions: []webhook.Managed{{
+		Subscription: "demo", BC: fbc, NotificationURL: r.url("demo"),
+		ClientState: config.NewSecret(testState), Resources: []string{"customers", "shipmentMethods"},
+	}}, Now: c.Now, Log: zerologAt(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := m.Sync(context.Background()); err != nil || rep.Created != 2 {
+		t.Fatalf("first pass %+v, %v", rep, err)
+	}
+	if n := len(bc.Subscriptions()); n != 2 {
+		t.Fatalf("BC holds %d subscriptions", n)
+	}
+
+	c.Advance(time.Hour)
+	fbc.failSet.Store("*") // BC hiccups on the company lookup
+	rep, err := m.Sync(context.Background())
+	if err == nil {
+		t.Error("a pass whose Resource calls failed reported no error")
+	}
+	if rep.Deleted != 0 {
+		t.Errorf("a transient failure deleted %d live subscriptions: report %+v", rep.Deleted, rep)
+	}
+	if n := len(bc.Subscriptions()); n != 2 {
+		t.Errorf("BC holds %d subscriptions after a pass with a transient failure, want 2 (still in place)\nlogs:\n%s",
+			n, strings.TrimSpace(logs.String()))
 	}
 }

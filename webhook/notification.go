@@ -195,11 +195,11 @@ func parseItem(it item) (Notification, error) {
 	}
 	var err error
 	if n.LastModified, err = parseTime(it.LastModifiedDateTime); err != nil {
-		return n, fmt.Errorf("lastModifiedDateTime %q is not an ISO 8601 date and time", clip(it.LastModifiedDateTime, 40))
+		return n, timeProblem("lastModifiedDateTime", it.LastModifiedDateTime, err)
 	}
 	if it.ExpirationDateTime != "" {
 		if n.Expiration, err = parseTime(it.ExpirationDateTime); err != nil {
-			return n, fmt.Errorf("expirationDateTime %q is not an ISO 8601 date and time", clip(it.ExpirationDateTime, 40))
+			return n, timeProblem("expirationDateTime", it.ExpirationDateTime, err)
 		}
 	}
 	r, err := ParseResource(it.Resource)
@@ -320,11 +320,27 @@ func segment(s string) (name, key string, hasKey, ok bool) {
 }
 
 // parseTime reads an ISO 8601 date and time, with a zone (UTC when none).
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
+// errTimeRange is parseTime's error for a time that parses but lies
+// outside the years 0001-9999 in UTC, which a job cannot carry.
+var errTimeRange = errors.New("outside the years 0001-9999 in UTC")
+
+// timeProblem says what is wrong with a date and time that parseTime
+// refused.
+func timeProblem(field, v string, err error) error {
+	if errors.Is(err, errTimeRange) {
+		return fmt.Errorf("%s %q is %v", field, clip(v, 40), err)
 	}
-	t, err := time.Parse("2006-01-02T15:04:05.999999999", s)
+	return fmt.Errorf("%s %q is not an ISO 8601 date and time", field, clip(v, 40))
+}
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t, err = time.Parse("2006-01-02T15:04:05.999999999", s)
+	}
+	if err == nil && !messages.InTimeRange(t) {
+		return time.Time{}, errTimeRange
+	}
 	return t.UTC(), err
 }
 

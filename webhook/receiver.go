@@ -20,7 +20,7 @@ import (
 
 // Defaults of ReceiverConfig.
 const (
-	DefaultMaxBodyBytes   = 1 << 20
+	DefaultMaxBodyBytes   = 4 << 20
 	DefaultPublishTimeout = 5 * time.Second
 	// MaxValidationTokenLen caps the validationToken echoed in the
 	// handshake.
@@ -60,7 +60,8 @@ type ReceiverConfig struct {
 	// Endpoints are the subscriptions served; at least one.
 	Endpoints []Endpoint
 	// MaxBodyBytes caps a notification's body; a larger one is answered
-	// 400. Default DefaultMaxBodyBytes (1 MiB).
+	// 400. Default DefaultMaxBodyBytes (4 MiB), which holds BC's largest
+	// notification for a clientState of 2,048 printable ASCII characters.
 	MaxBodyBytes int64
 	// PublishTimeout bounds the publishing of one notification's jobs;
 	// past it the notification is answered 503, which BC retries.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -162,38 +163,40 @@ func TestMalformedNotifications(t *testing.T) {
 		many = append(many, ok)
 	}
 	tests := map[string][]byte{
-		"not JSON":                   []byte("subscriptionId=1&clientState=" + testState),
-		"empty body":                 nil,
-		"JSON array":                 []byte(`[{"value":[]}]`),
-		"null":                       []byte(`null`),
-		"no value":                   []byte(`{"items":[]}`),
-		"empty value":                []byte(`{"value":[]}`),
-		"value not a list":           []byte(`{"value":{"resource":"x"}}`),
-		"null item":                  []byte(`{"value":[null]}`),
-		"trailing garbage":           append(body(ok), []byte("garbage")...),
-		"two objects":                append(body(ok), body(ok)...),
-		"truncated":                  body(ok)[:40],
-		"number for a string":        with("changeType", 7),
-		"no subscriptionId":          with("subscriptionId", nil),
-		"no resource":                with("resource", nil),
-		"no changeType":              with("changeType", nil),
-		"no lastModifiedDateTime":    with("lastModifiedDateTime", nil),
-		"bad lastModifiedDateTime":   with("lastModifiedDateTime", "yesterday"),
-		"bad expirationDateTime":     with("expirationDateTime", "soon"),
-		"unknown changeType":         with("changeType", "renamed"),
-		"resource not the API":       with("resource", "companies("+companyID+")/customers("+customerID+")"),
-		"resource of another API":    with("resource", "api/contoso/app/v1.0/companies("+companyID+")/customers("+customerID+")"),
-		"resource too deep":          with("resource", "api/v2.0/companies("+companyID+")/salesOrders("+customerID+")/salesOrderLines("+customerID+")"),
-		"resource without company":   with("resource", "api/v2.0/customers("+customerID+")"),
-		"company id not a GUID":      with("resource", "api/v2.0/companies(CRONUS)/customers("+customerID+")"),
-		"record id not a GUID":       with("resource", "api/v2.0/companies("+companyID+")/customers('C0001')"),
-		"unknown entity set":         with("resource", "api/v2.0/companies("+companyID+")/widgets("+customerID+")"),
-		"locations":                  with("resource", "api/v2.0/companies("+companyID+")/locations("+customerID+")"),
-		"update without record":      with("resource", "api/v2.0/companies("+companyID+")/customers"),
-		"update with a query":        with("resource", customerRes(customerID)+"?$select=id"),
-		"resource with spaces":       with("resource", "api/v2.0/companies("+companyID+")/customers ("+customerID+")"),
-		"resource with control char": with("resource", customerRes(customerID)+"\n"),
-		"oversized body":             body(many...),
+		"not JSON":                               []byte("subscriptionId=1&clientState=" + testState),
+		"empty body":                             nil,
+		"JSON array":                             []byte(`[{"value":[]}]`),
+		"null":                                   []byte(`null`),
+		"no value":                               []byte(`{"items":[]}`),
+		"empty value":                            []byte(`{"value":[]}`),
+		"value not a list":                       []byte(`{"value":{"resource":"x"}}`),
+		"null item":                              []byte(`{"value":[null]}`),
+		"trailing garbage":                       append(body(ok), []byte("garbage")...),
+		"two objects":                            append(body(ok), body(ok)...),
+		"truncated":                              body(ok)[:40],
+		"number for a string":                    with("changeType", 7),
+		"no subscriptionId":                      with("subscriptionId", nil),
+		"no resource":                            with("resource", nil),
+		"no changeType":                          with("changeType", nil),
+		"no lastModifiedDateTime":                with("lastModifiedDateTime", nil),
+		"bad lastModifiedDateTime":               with("lastModifiedDateTime", "yesterday"),
+		"lastModifiedDateTime after 9999 in UTC": with("lastModifiedDateTime", "9999-12-31T23:59:59-05:00"),
+		"expirationDateTime after 9999 in UTC":   with("expirationDateTime", "9999-12-31T23:59:59-05:00"),
+		"bad expirationDateTime":                 with("expirationDateTime", "soon"),
+		"unknown changeType":                     with("changeType", "renamed"),
+		"resource not the API":                   with("resource", "companies("+companyID+")/customers("+customerID+")"),
+		"resource of another API":                with("resource", "api/contoso/app/v1.0/companies("+companyID+")/customers("+customerID+")"),
+		"resource too deep":                      with("resource", "api/v2.0/companies("+companyID+")/salesOrders("+customerID+")/salesOrderLines("+customerID+")"),
+		"resource without company":               with("resource", "api/v2.0/customers("+customerID+")"),
+		"company id not a GUID":                  with("resource", "api/v2.0/companies(CRONUS)/customers("+customerID+")"),
+		"record id not a GUID":                   with("resource", "api/v2.0/companies("+companyID+")/customers('C0001')"),
+		"unknown entity set":                     with("resource", "api/v2.0/companies("+companyID+")/widgets("+customerID+")"),
+		"locations":                              with("resource", "api/v2.0/companies("+companyID+")/locations("+customerID+")"),
+		"update without record":                  with("resource", "api/v2.0/companies("+companyID+")/customers"),
+		"update with a query":                    with("resource", customerRes(customerID)+"?$select=id"),
+		"resource with spaces":                   with("resource", "api/v2.0/companies("+companyID+")/customers ("+customerID+")"),
+		"resource with control char":             with("resource", customerRes(customerID)+"\n"),
+		"oversized body":                         body(many...),
 	}
 	for name, b := range tests {
 		status, answer := r.post(t, "demo", b)
@@ -479,5 +482,32 @@ func TestNewReceiverChecksItsConfig(t *testing.T) {
 	}}
 	if eps := webhook.EndpointsFromConfig(cfg); len(eps) != 1 || eps[0].Subscription != "a" || eps[0].ClientState.Reveal() != testState {
 		t.Errorf("endpoints %+v", eps)
+	}
+}
+
+// BC allows a clientState of up to 2048 characters (config accepts 16 to
+// 2048) and sends up to 1,000 items in one notification, each repeating
+// the clientState. Such a genuine notification, 2.35 MB, was over the
+// default MaxBodyBytes (then 1 MiB) and answered 400, which makes BC delete
+// the subscription.
+func TestLargestGenuineNotificationIsAccepted(t *testing.T) {
+	t.Parallel()
+	state := strings.Repeat("S", config.MaxClientStateLen)
+	r := newRig(t, func(cfg *webhook.ReceiverConfig) {
+		cfg.Endpoints = []webhook.Endpoint{{Subscription: "demo", ClientState: config.NewSecret(state)}}
+	})
+	items := make([]map[string]any, 1000)
+	for i := range items {
+		id := fmt.Sprintf("7c6b5a49-3827-4160-9f8e-%012d", i)
+		items[i] = item(state, "updated", customerRes(id), "2026-11-29T08:00:00.123Z")
+	}
+	b := body(items...)
+	if max := config.NotificationBytes(state); int64(len(b)) > max || max > webhook.DefaultMaxBodyBytes {
+		t.Errorf("a notification of %d bytes; config.NotificationBytes says %d, over the default %d", len(b), max, webhook.DefaultMaxBodyBytes)
+	}
+	status, answer := r.post(t, "demo", b)
+	if status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
+		t.Errorf("a genuine notification of %d items (%d bytes, clientState of %d characters) was answered %d %q: BC deletes the subscription",
+			len(items), len(b), len(state), status, strings.TrimSpace(answer))
 	}
 }
