@@ -118,8 +118,12 @@ func (b *Breaker) Record(ctx context.Context, class Class, job, reason string) (
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch class {
-	case "", ClassPermanent, ClassNotFound:
-		// The dependencies answered.
+	case ClassPermanent, ClassNotFound:
+		// One dependency answered about this job (BC: no such record; a
+		// malformed job touched none), which says nothing of the others:
+		// iPaaS.com may still be down. Only a success closes the breaker.
+	case "":
+		// The job's writes went through: the dependencies answer.
 		if b.down || b.auth {
 			b.cfg.Log.Info().Msg("subscription healthy again: jobs succeed")
 		}

@@ -317,9 +317,12 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		locks = &jobLocks{locks: l.cfg.Locks, subscription: l.cfg.Subscription, owner: l.cfg.WorkerID + "/" + job.ID}
 		ctx = withJobLocks(ctx, locks)
 	}
-	stopBeat := l.heartbeat(msg, locks, log)
+	// The job stops, as Renew asks, once its record lock may be another's.
+	jobCtx, stopJob := context.WithCancelCause(ctx)
+	defer stopJob(nil)
+	stopBeat := l.heartbeat(msg, locks, stopJob, log)
 	if locks != nil {
-		err = locks.lock(ctx, job.Type, job.Key)
+		err = locks.lock(jobCtx, job.Type, job.Key)
 		// Released once the job is settled, off the job's slot: the next
 		// job need not wait for the round trips.
 		defer l.unlocks.Go(func() {
@@ -333,15 +336,30 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		})
 	}
 	if err == nil {
-		err = (*l.handler.Load()).Handle(log.WithContext(ctx), job)
+		err = (*l.handler.Load()).Handle(log.WithContext(jobCtx), job)
 	}
 	stopBeat()
+	if cause := context.Cause(jobCtx); err != nil && ctx.Err() == nil && errors.Is(cause, ErrLockLost) {
+		err = fmt.Errorf("worker: job stopped: %w", cause)
+	}
 	if err != nil && ctx.Err() != nil {
 		// Cancelled at the end of the grace period: not the job's fault.
-		_ = msg.Nak()
 		l.cfg.Stats.Returned.Add(1)
 		l.cfg.Metrics.job(l.cfg.Subscription, job.Type, "returned", 0)
-		log.Info().Msg("job returned to the queue on shutdown")
+		if attempt < l.cfg.MaxDeliver {
+			_ = msg.Nak()
+			log.Info().Msg("job returned to the queue on shutdown")
+			return
+		}
+		// JetStream would not deliver it again, and the safety net would
+		// dead-letter it: hand it on as a copy instead.
+		seq, qerr := l.requeueLast(ctx, msg, md, job, log)
+		if qerr != nil {
+			_ = msg.Nak()
+			log.Error().Err(qerr).Msg("could not requeue a job returned on shutdown on its last delivery; the safety net dead-letters it")
+			return
+		}
+		log.Info().Uint64("copy_seq", seq).Msg("job returned to the queue on shutdown, as a copy: it was on its last delivery")
 		return
 	}
 	if err == nil {
@@ -375,8 +393,11 @@ func (l *Loop) forgetReplayedLetter(ctx context.Context, msg jetstream.Msg, log 
 // being worked on (a long wait for the request budget or the record's
 // lock, BC retries), so that it is not redelivered to another worker
 // meanwhile, and renews the record locks the job holds (none when locks is
-// nil). The returned function stops it.
-func (l *Loop) heartbeat(msg jetstream.Msg, locks *jobLocks, log zerolog.Logger) (stop func()) {
+// nil). When a lock is lost, or was not renewed for half its TTL (it
+// expires at the TTL, and the job needs time to stop), it calls lost: the
+// job must stop before another takes the record. The returned function
+// stops it.
+func (l *Loop) heartbeat(msg jetstream.Msg, locks *jobLocks, lost func(error), log zerolog.Logger) (stop func()) {
 	every := l.ackWait / 3
 	if l.cfg.Locks != nil && (every <= 0 || l.cfg.Locks.TTL()/3 < every) {
 		every = l.cfg.Locks.TTL() / 3
@@ -390,20 +411,38 @@ func (l *Loop) heartbeat(msg jetstream.Msg, locks *jobLocks, log zerolog.Logger)
 		defer close(finished)
 		t := time.NewTicker(every)
 		defer t.Stop()
+		renewed := time.Now() // no later than any lock was taken
 		for {
 			select {
 			case <-t.C:
 				if err := msg.InProgress(); err != nil {
 					log.Warn().Err(err).Msg("could not extend the job's ack deadline")
 				}
-				if locks != nil {
-					for _, lk := range locks.all() {
-						ctx, cancel := context.WithTimeout(context.Background(), every)
-						if err := lk.Renew(ctx); err != nil {
-							log.Warn().Err(err).Msg("could not renew the record lock")
-						}
-						cancel()
+				if locks == nil {
+					continue
+				}
+				start, failed := time.Now(), false
+				for _, lk := range locks.all() {
+					ctx, cancel := context.WithTimeout(context.Background(), every)
+					err := lk.Renew(ctx)
+					cancel()
+					switch {
+					case errors.Is(err, ErrLockLost):
+						log.Error().Err(err).Msg("record lock lost: stopping the job; it is retried")
+						lost(err)
+						return
+					case err != nil:
+						failed = true
+						log.Warn().Err(err).Msg("could not renew the record lock")
 					}
+				}
+				if !failed {
+					renewed = start
+				} else if since := time.Since(renewed); since >= l.cfg.Locks.TTL()/2 {
+					err := fmt.Errorf("%w: not renewed for %s of its %s TTL", ErrLockLost, since.Round(time.Millisecond), l.cfg.Locks.TTL())
+					log.Error().Err(err).Msg("record lock may expire: stopping the job; it is retried")
+					lost(err)
+					return
 				}
 			case <-done:
 				return
@@ -476,7 +515,7 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 		}
 		l.nak(msg, delay, log)
 	case ActionRequeue:
-		seq, qerr := l.requeue(ctx, msg, md)
+		seq, qerr := l.requeueLast(ctx, msg, md, job, log)
 		if qerr != nil {
 			// Not copied: the delivery stays unsettled. If it was the last,
 			// the safety net moves it to the dead-letter stream.
@@ -485,13 +524,6 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 			return
 		}
 		log.Info().Str("error_class", string(class)).Uint64("copy_seq", seq).Msg("held job requeued on its last delivery")
-		// Before the original is settled, so that bcsync init following
-		// the bulk always sees one of the two.
-		l.noteRequeued(ctx, job, seq, log)
-		if terr := msg.TermWithReason("requeued"); terr != nil {
-			log.Warn().Err(terr).Msg("term after requeueing failed; the job may run twice (idempotently)")
-		}
-		l.failures.settled(ctx, md.Sequence.Stream) // the copy carries it
 		l.cfg.Stats.Requeued.Add(1)
 		count("requeued")
 	case ActionDeadLetter:
@@ -519,6 +551,25 @@ func (l *Loop) nak(msg jetstream.Msg, delay time.Duration, log zerolog.Logger) {
 	if err := msg.NakWithDelay(delay); err != nil {
 		log.Warn().Err(err).Msg("nak failed; the job will be redelivered after AckWait")
 	}
+}
+
+// requeueLast hands on a job on its last delivery that is not its fault
+// (held, or returned on shutdown): it publishes a copy, raises the bulk's
+// requeued mark, then terminates the delivery. On an error nothing was
+// copied and the delivery is left unsettled.
+func (l *Loop) requeueLast(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, job *messages.Job, log zerolog.Logger) (uint64, error) {
+	seq, err := l.requeue(ctx, msg, md)
+	if err != nil {
+		return 0, err
+	}
+	// Before the original is settled, so that bcsync init following the
+	// bulk always sees one of the two.
+	l.noteRequeued(ctx, job, seq, log)
+	if terr := msg.TermWithReason("requeued"); terr != nil {
+		log.Warn().Err(terr).Msg("term after requeueing failed; the job may run twice (idempotently)")
+	}
+	l.failures.settled(ctx, md.Sequence.Stream) // the copy carries it
+	return seq, nil
 }
 
 // requeue publishes a copy of a held job, as the job stream's newest

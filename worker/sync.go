@@ -95,8 +95,15 @@ func (s *Syncer) upsert(ctx context.Context, job *messages.Job) error {
 		return upsert(ctx, s, job, s.reads.shipmentMethods.get, shipmentMethodKeyMatches, mapping.ShippingMethod, mapping.ShippingMethodExternalID,
 			func(r bcclient.ShipmentMethod) (string, time.Time) { return r.ID, r.LastModifiedDateTime })
 	case messages.TypeCustomerCategory:
-		// Price groups carry no id nor modification time: the record lock
-		// alone orders their reads and writes.
+		// Price groups carry no id nor modification time, so a snapshot
+		// cannot be told older than what a job before it wrote (a bulk's
+		// snapshot retried after a newer one would win). BC is read
+		// instead, under the record's lock: never older than the last write.
+		if len(job.Data) > 0 {
+			fresh := *job
+			fresh.Data = nil
+			job = &fresh
+		}
 		return upsert(ctx, s, job, s.BC.GetCustomerPriceGroup, priceGroupKeyMatches, mapping.CustomerCategory, mapping.CustomerCategoryExternalID,
 			func(bcclient.CustomerPriceGroup) (string, time.Time) { return "", time.Time{} })
 	case messages.TypeCustomer:
