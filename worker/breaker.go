@@ -124,10 +124,20 @@ func (b *Breaker) Record(ctx context.Context, class Class, job, reason string) (
 		// iPaaS.com may still be down. Only a success closes the breaker.
 	case "":
 		// The job's writes went through: the dependencies answer.
-		if b.down || b.auth {
+		if b.down {
 			b.cfg.Log.Info().Msg("subscription healthy again: jobs succeed")
 		}
-		b.fails, b.level, b.down, b.auth, b.jobs = 0, 0, false, false, nil
+		b.fails, b.level, b.down, b.jobs = 0, 0, false, nil
+		if b.auth && b.cfg.Probe != nil {
+			// A job that started before the credentials were refused may
+			// still succeed: only the probe, which resumes the consumer,
+			// ends an auth pause. Without a probe an operator resumed it.
+			return true
+		}
+		if b.auth {
+			b.cfg.Log.Info().Msg("subscription healthy again: jobs succeed")
+		}
+		b.auth = false
 		b.cfg.Stats.State.Store(StateClosed)
 	case ClassTransient:
 		b.fails++

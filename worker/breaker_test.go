@@ -161,6 +161,46 @@ func TestLoopAuthFailurePausesUntilTheProbeSucceeds(t *testing.T) {
 	}
 }
 
+// A job in flight when the credentials were refused may still succeed. That
+// success once ended the auth state, so the probe stopped without resuming
+// the consumer, which stayed paused until AuthPause ran out (10 minutes by
+// default). Only the probe ends an auth pause now.
+func TestBreakerSuccessDuringAnAuthPauseLeavesItToTheProbe(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	var fixed atomic.Bool
+	br := e.breaker(t, worker.BreakerConfig{ProbeMin: 100 * time.Millisecond, ProbeMax: 200 * time.Millisecond, AuthPause: time.Hour,
+		Probe: func(context.Context) error {
+			if !fixed.Load() {
+				return errors.New("AADSTS7000215: invalid client secret")
+			}
+			return nil
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { br.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if !br.Record(ctx, worker.ClassAuth, "job-1", "403") {
+		t.Fatal("an auth failure did not hold the jobs")
+	}
+	waitFor(t, 5*time.Second, "the consumer paused", func() bool { return e.paused(t) })
+	time.Sleep(300 * time.Millisecond) // a probe or two fail
+	if !br.Record(ctx, "", "job-2", "") {
+		t.Error("a success in flight ended the auth pause's hold of failures")
+	}
+	if s := br.Stats().State.Load(); s != worker.StateAuth {
+		t.Errorf("state %d after a success in flight, want %d (auth)", s, worker.StateAuth)
+	}
+	fixed.Store(true)
+	waitFor(t, 5*time.Second, "the probe resumed the consumer", func() bool {
+		return br.Stats().Resumes.Load() > 0 && !e.paused(t)
+	})
+	if br.Stats().Resumes.Load() != 1 || br.Stats().State.Load() != worker.StateClosed {
+		t.Errorf("resumes=%d state=%d, want 1 and closed", br.Stats().Resumes.Load(), br.Stats().State.Load())
+	}
+}
+
 // A worker that starts while the consumer is paused for credentials probes
 // them and resumes the consumer.
 func TestBreakerProbesAPauseFoundAtStart(t *testing.T) {
