@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -197,21 +198,33 @@ func (b *Broker) Close() {
 	}
 }
 
+// redactURL hides the user information (user:password, or a token) of
+// every URL in a comma-separated list: nats://user:pass@host ->
+// nats://[redacted]@host.
 func redactURL(u string) string {
-	// nats://user:pass@host -> nats://[redacted]@host
-	for i := 0; i+3 <= len(u); i++ {
-		if u[i:i+3] == "://" {
-			rest := u[i+3:]
-			for j := 0; j < len(rest); j++ {
-				if rest[j] == '@' {
-					return u[:i+3] + "[redacted]" + rest[j:]
-				}
-				if rest[j] == '/' || rest[j] == ',' {
-					break
-				}
-			}
-			break
-		}
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		parts[i] = redactOneURL(p)
 	}
-	return u
+	return strings.Join(parts, ",")
+}
+
+// redactOneURL redacts one URL, with or without a scheme (NATS adds
+// nats:// to "user:pass@host:4222"). The user information ends at the last
+// '@' before any query or fragment: a password holding '/' or '@' is hidden
+// whole (NATS URLs have no path to keep).
+func redactOneURL(u string) string {
+	prefix, rest := "", u
+	if i := strings.Index(u, "://"); i >= 0 {
+		prefix, rest = u[:i+3], u[i+3:]
+	}
+	userinfo := rest
+	if i := strings.IndexAny(userinfo, "?#"); i >= 0 {
+		userinfo = userinfo[:i]
+	}
+	at := strings.LastIndex(userinfo, "@")
+	if at < 0 {
+		return u
+	}
+	return prefix + "[redacted]" + rest[at:]
 }

@@ -24,6 +24,8 @@ func newBenchCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure bcsync against the simulators",
+		Args:  subcommandArgs,
+		RunE:  showHelp,
 	}
 	cmd.AddCommand(newBenchThrottleCmd(g), newBenchInitCmd(), newBenchPipelineCmd())
 	return cmd

@@ -7,32 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker/dlq"
-	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
-
-type dlqConn struct{ natsURL, creds string }
-
-func (c *dlqConn) flags(f *pflag.FlagSet) {
-	f.StringVar(&c.natsURL, "nats-url", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server (env NATS_URL; default: a worker's embedded server)")
-	f.StringVar(&c.creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
-}
-
-func (c *dlqConn) connect(cmd *cobra.Command) (*broker.Broker, error) {
-	return broker.Connect(cmd.Context(), broker.Options{URL: c.natsURL, CredsFile: c.creds, Name: "bcsync-dlq", Log: zerolog.Nop()})
-}
 
 type dlqFilterFlags struct {
 	sub, typ, class, since, until, text string
@@ -81,6 +67,8 @@ func newDLQCmd(_ *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
 		Short: "Inspect, replay and purge dead letters (stream " + messages.StreamDLQ + ")",
+		Args:  subcommandArgs,
+		RunE:  showHelp,
 	}
 	cmd.AddCommand(newDLQListCmd(), newDLQShowCmd(), newDLQActCmd("replay"), newDLQActCmd("purge"))
 	return cmd
@@ -95,7 +83,7 @@ type letterJSON struct {
 
 func newDLQListCmd() *cobra.Command {
 	var (
-		conn   dlqConn
+		conn   natsConn
 		ff     dlqFilterFlags
 		asJSON bool
 	)
@@ -109,7 +97,7 @@ func newDLQListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := conn.connect(cmd)
+			b, err := conn.connect(cmd.Context(), "bcsync-dlq")
 			if err != nil {
 				return err
 			}
@@ -162,7 +150,7 @@ func truncateText(s string, n int) string {
 }
 
 func newDLQShowCmd() *cobra.Command {
-	var conn dlqConn
+	var conn natsConn
 	cmd := &cobra.Command{
 		Use:   "show SEQ",
 		Short: "Print one dead letter whole: record, original headers and body",
@@ -172,7 +160,7 @@ func newDLQShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := conn.connect(cmd)
+			b, err := conn.connect(cmd.Context(), "bcsync-dlq")
 			if err != nil {
 				return err
 			}
@@ -240,7 +228,7 @@ func parseSeq(s string) (uint64, error) {
 // every letter matching the filters.
 func newDLQActCmd(verb string) *cobra.Command {
 	var (
-		conn     dlqConn
+		conn     natsConn
 		ff       dlqFilterFlags
 		dryRun   bool
 		progress bool
@@ -271,7 +259,7 @@ func newDLQActCmd(verb string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := conn.connect(cmd)
+			b, err := conn.connect(cmd.Context(), "bcsync-dlq")
 			if err != nil {
 				return err
 			}

@@ -11,17 +11,16 @@ import (
 
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
 
 func newEnqueueCmd(g *globalFlags) *cobra.Command {
 	var (
-		natsURL, creds string
-		job            messages.Job
-		typ, op, data  string
-		keys           []string
-		fromStdin      bool
+		conn          natsConn
+		job           messages.Job
+		typ, op, data string
+		keys          []string
+		fromStdin     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "enqueue",
@@ -30,6 +29,9 @@ func newEnqueueCmd(g *globalFlags) *cobra.Command {
   echo '{"v":1,"id":"j1","subscription":"contoso","type":"customer","op":"upsert","key":"C000001"}' | bcsync enqueue --stdin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := conn.check(); err != nil {
+				return err
+			}
 			var jobs []messages.Job
 			if fromStdin {
 				if job.Subscription != "" || typ != "" || len(keys) > 0 || data != "" {
@@ -72,7 +74,7 @@ func newEnqueueCmd(g *globalFlags) *cobra.Command {
 			if len(errs) > 0 {
 				return errors.Join(errs...)
 			}
-			b, err := broker.Connect(cmd.Context(), broker.Options{URL: natsURL, CredsFile: creds, Name: "bcsync-enqueue", Log: zerolog.Nop()})
+			b, err := conn.connect(cmd.Context(), "bcsync-enqueue")
 			if err != nil {
 				return err
 			}
@@ -95,12 +97,13 @@ func newEnqueueCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&natsURL, "nats-url", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server (env NATS_URL; default: a worker's embedded server)")
-	f.StringVar(&creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
+	conn.flags(f)
 	f.StringVar(&job.Subscription, "subscription", "", "bcsync subscription name")
 	f.StringVar(&typ, "type", "", "customer_category, location, shipping_method, customer or product")
 	f.StringVar(&op, "op", string(messages.OpUpsert), "upsert, delete or initialize")
-	f.StringSliceVar(&keys, "key", nil, "BC id (GUID) or code; repeat for several jobs")
+	// StringArray, not StringSlice: a BC code may hold a comma (MAIN,ST),
+	// and each --key is one job.
+	f.StringArrayVar(&keys, "key", nil, "BC id (GUID) or code, taken whole (commas included); repeat for several jobs")
 	f.StringVar(&data, "data", "", "BC record snapshot: JSON, or @file")
 	f.StringVar(&job.ID, "id", "", "job id (default: random); reuse it when retrying so the retry is deduplicated")
 	f.StringVar(&job.Source, "source", "cli", "who publishes the job")

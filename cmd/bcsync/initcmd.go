@@ -6,14 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 )
@@ -23,11 +23,22 @@ import (
 // refers to them).
 var initOrder = []messages.Type{messages.TypeCustomerCategory, messages.TypeLocation, messages.TypeShippingMethod}
 
+// initTypes are the types init accepts: those a worker initializes
+// (worker.Bulk). Products are not: their initialize job would only be
+// dead-lettered.
+var initTypes = append(slices.Clone(initOrder), messages.TypeCustomer)
+
+// workerWait is how long init waits for a worker to serve the subscription
+// (its consumer on the job stream) before it publishes: a worker started
+// together with init creates it within moments.
+const workerWait = 10 * time.Second
+
 func newInitCmd(g *globalFlags) *cobra.Command {
 	var (
-		natsURL, creds, sub string
-		noWait, progress    bool
-		timeout             time.Duration
+		conn             natsConn
+		sub              string
+		noWait, progress bool
+		timeout          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "init <customer_category|location|shipping_method|customer|all> --subscription NAME",
@@ -36,12 +47,19 @@ func newInitCmd(g *globalFlags) *cobra.Command {
 upsert job per record, with the record as its snapshot, checkpointing after
 each page (a worker that dies is resumed by another at its checkpoint).
 "all" initializes customer categories, locations and shipping methods, in
-that order, each once the one before is done.
+that order, each once the one before is done. Products cannot be
+initialized.
 
 Follows the progress (pages read, jobs enqueued, dead letters) until every
 job it enqueued is settled, whatever else the subscription's queue holds,
-and exits non-zero if anything was dead-lettered; --no-wait returns once the
-job is queued. Workers must be running.`,
+and exits non-zero if anything was dead-lettered, at once if the initialize
+job itself was. --no-wait returns once the job is queued; it does not go
+with "all", which waits for each type before the next: run the types one
+by one with --no-wait instead, each once the one before is done.
+
+Workers must be running: init fails if no worker serves the subscription
+(no consumer bcsync-<subscription> on ` + messages.StreamJobs + `) within ` + workerWait.String() + `; with
+--no-wait it warns and queues the job for the first worker that does.`,
 		Example: `  bcsync init location --subscription contoso
   bcsync init all --subscription contoso --nats-url nats://nats:4222`,
 		Args: cobra.ExactArgs(1),
@@ -49,13 +67,18 @@ job is queued. Workers must be running.`,
 			types := initOrder
 			if args[0] != "all" {
 				t := messages.Type(args[0])
-				if !t.Valid() {
-					return fmt.Errorf("init: %q is not a type: use customer_category, location, shipping_method, customer or all", args[0])
+				if !slices.Contains(initTypes, t) {
+					return fmt.Errorf("init: %q is not a type init supports: use %s or all", args[0], typeList(initTypes))
 				}
 				types = []messages.Type{t}
+			} else if noWait {
+				return fmt.Errorf("init: all runs each type once the one before is done, which --no-wait cannot wait for: drop --no-wait, or run %s, each once the one before is done", allNoWait(sub))
 			}
 			if !messages.ValidSubscription(sub) {
 				return fmt.Errorf("init: --subscription %q: name the bcsync subscription ([a-z0-9_-])", sub)
+			}
+			if err := conn.check(); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			if timeout > 0 {
@@ -63,7 +86,7 @@ job is queued. Workers must be running.`,
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			b, err := broker.Connect(ctx, broker.Options{URL: natsURL, CredsFile: creds, Name: "bcsync-init", Log: zerolog.Nop()})
+			b, err := conn.connect(ctx, "bcsync-init")
 			if err != nil {
 				return err
 			}
@@ -76,8 +99,19 @@ job is queued. Workers must be running.`,
 				return err
 			}
 			out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := waitForWorker(ctx, b.JS, sub, noWait, errw); err != nil {
+				return err
+			}
 			dead := 0
 			for _, t := range types {
+				f := follower{js: b.JS, progress: kvs[broker.BucketProgress], sub: sub, t: t, bar: progress, w: errw}
+				if !noWait {
+					// Before publishing: a worker may dead-letter the
+					// job before the first look at the progress.
+					if err := f.mark(ctx); err != nil {
+						return err
+					}
+				}
 				ack, job, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: sub, Type: t, Op: messages.OpInitialize, Source: "bcsync init"})
 				if err != nil {
 					return err
@@ -86,7 +120,7 @@ job is queued. Workers must be running.`,
 				if noWait {
 					continue
 				}
-				f := follower{js: b.JS, progress: kvs[broker.BucketProgress], sub: sub, t: t, jobID: job.ID, seq: ack.Sequence, bar: progress, w: errw}
+				f.jobID, f.seq = job.ID, ack.Sequence
 				p, d, err := f.follow(ctx)
 				if err != nil {
 					return err
@@ -101,14 +135,109 @@ job is queued. Workers must be running.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&natsURL, "nats-url", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server (env NATS_URL; default: a worker's embedded server)")
-	f.StringVar(&creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
+	conn.flags(f)
 	f.StringVar(&sub, "subscription", "", "bcsync subscription name (required)")
-	f.BoolVar(&noWait, "no-wait", false, "return once the initialize jobs are queued")
+	f.BoolVar(&noWait, "no-wait", false, "return once the initialize job is queued (one type, not all)")
 	f.BoolVar(&progress, "progress", true, "show a progress bar on stderr")
 	f.DurationVar(&timeout, "timeout", 0, "give up following after this long (0: no limit); the initialization goes on")
 	_ = cmd.MarkFlagRequired("subscription")
 	return cmd
+}
+
+// typeList is "a, b or c".
+func typeList(types []messages.Type) string {
+	s := make([]string, len(types))
+	for i, t := range types {
+		s[i] = string(t)
+	}
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+// allNoWait is what to run instead of init all --no-wait.
+func allNoWait(sub string) string {
+	if sub == "" {
+		sub = "NAME"
+	}
+	steps := make([]string, len(initOrder))
+	for i, t := range initOrder {
+		steps[i] = fmt.Sprintf("`bcsync init %s --subscription %s --no-wait`", t, sub)
+	}
+	return strings.Join(steps, ", then ")
+}
+
+// waitForWorker makes sure that a worker serves sub, i.e. that its durable
+// consumer exists on the job stream, waiting up to workerWait for one that
+// is starting; else an initialize job would wait for ever, and init with
+// it. With noWait it only warns: the job waits in the stream for the first
+// worker that serves the subscription.
+func waitForWorker(ctx context.Context, js jetstream.JetStream, sub string, noWait bool, w io.Writer) error {
+	name := broker.ConsumerName(sub)
+	served := func() (bool, error) {
+		_, err := js.Consumer(ctx, messages.StreamJobs, name)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			return false, nil
+		case ctx.Err() != nil:
+			return false, nil // reported below as not served
+		}
+		return false, fmt.Errorf("init: look for the consumer %s on %s: %w", name, messages.StreamJobs, err)
+	}
+	ok, err := served()
+	if ok || err != nil {
+		return err
+	}
+	if noWait {
+		fmt.Fprintf(w, "warning: no worker has served subscription %q yet (no consumer %s on %s): the job waits for a worker whose configuration has it%s\n",
+			sub, name, messages.StreamJobs, servedHint(ctx, js))
+		return nil
+	}
+	fmt.Fprintf(w, "waiting up to %v for a worker of subscription %q ...\n", workerWait, sub)
+	deadline := time.Now().Add(workerWait)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+		ok, err := served()
+		if ok || err != nil {
+			return err
+		}
+		if ctx.Err() != nil || !time.Now().Before(deadline) {
+			break
+		}
+	}
+	// A context of its own: ctx may be what ended the wait.
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return fmt.Errorf("init: no worker has served subscription %q: there is no consumer %s on %s; start a worker whose configuration has subscription %q, or check the spelling of --subscription%s",
+		sub, name, messages.StreamJobs, sub, servedHint(hctx, js))
+}
+
+// servedHint names the subscriptions that workers serve, for a typo.
+func servedHint(ctx context.Context, js jetstream.JetStream) string {
+	s, err := js.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		return ""
+	}
+	var subs []string
+	names := s.ConsumerNames(ctx)
+	for n := range names.Name() {
+		if sub, ok := strings.CutPrefix(n, broker.ConsumerName("")); ok && messages.ValidSubscription(sub) {
+			subs = append(subs, sub)
+		}
+	}
+	if names.Err() != nil || len(subs) == 0 {
+		return ""
+	}
+	slices.Sort(subs)
+	return " (workers serve: " + strings.Join(subs, ", ") + ")"
 }
 
 // follower watches one initialize job until it and its record jobs are done.
@@ -121,18 +250,45 @@ type follower struct {
 	seq      uint64 // the initialize job's stream sequence
 	bar      bool
 	w        io.Writer
+
+	// Set by mark before the job is published.
+	deadBefore int    // dead letters of the type
+	dlqSeq     uint64 // the last sequence of the dead-letter stream
+}
+
+// mark notes, before the initialize job is published, the dead letters
+// there are already: follow counts those stored after, and looks among them
+// for the initialize job's own.
+func (f *follower) mark(ctx context.Context) error {
+	n, err := f.dead(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := f.js.Stream(ctx, messages.StreamDLQ)
+	if err != nil {
+		return fmt.Errorf("init: stream %s: %w", messages.StreamDLQ, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("init: stream %s: %w", messages.StreamDLQ, err)
+	}
+	f.deadBefore, f.dlqSeq = n, info.State.LastSeq
+	return nil
 }
 
 // follow returns the job's final progress and the dead letters of its type
-// stored meanwhile. Done means every page read, every record job published,
-// and none of them left in the job stream (settled: acknowledged, or
-// dead-lettered and terminated). Other jobs of the subscription, before or
-// after, are not waited for.
+// stored since mark. Done means every page read, every record job
+// published, and none of them left in the job stream (settled:
+// acknowledged, or dead-lettered and terminated). Other jobs of the
+// subscription, before or after, are not waited for. The initialize job
+// itself dead-lettered (a permanent failure, such as a type the worker
+// cannot initialize) is an error at once: no worker will take it up again.
 func (f follower) follow(ctx context.Context) (worker.Progress, int, error) {
-	deadBefore, err := f.dead(ctx)
+	dlqStream, err := f.js.Stream(ctx, messages.StreamDLQ)
 	if err != nil {
-		return worker.Progress{}, 0, err
+		return worker.Progress{}, 0, fmt.Errorf("init: stream %s: %w", messages.StreamDLQ, err)
 	}
+	cursor := f.dlqSeq
 	var bar *progressbar.ProgressBar
 	if f.bar {
 		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(f.w), progressbar.OptionSetDescription("initialize "+string(f.t)),
@@ -154,7 +310,16 @@ func (f follower) follow(ctx context.Context) (worker.Progress, int, error) {
 		if err != nil {
 			return p, 0, err
 		}
-		dead := deadNow - deadBefore
+		dead := deadNow - f.deadBefore
+		if l, seq, err := f.ownLetter(ctx, dlqStream, &cursor); err != nil {
+			return p, dead, err
+		} else if l != nil {
+			if bar != nil {
+				_ = bar.Clear()
+			}
+			return p, dead, fmt.Errorf("init: the initialize job of %s (job %s) was dead-lettered after %d pages, %d jobs enqueued (%s): %s; see bcsync dlq show %d",
+				f.t, f.jobID, p.Pages, p.Enqueued, l.ErrorClass, strings.TrimRight(l.Reason, ". "), seq)
+		}
 		if bar != nil {
 			state := "reading BC"
 			if p.Done {
@@ -212,6 +377,26 @@ func (f follower) left(ctx context.Context, p worker.Progress) (bool, error) {
 		return false, fmt.Errorf("init: look for the jobs left: %w", err)
 	}
 	return m.Sequence <= max(p.LastSeq, requeued, f.seq), nil
+}
+
+// ownLetter looks through the dead letters of the type stored after
+// *cursor for the initialize job's own (the worker copies a job to the
+// dead-letter stream before it takes it off the job stream), moving *cursor
+// past the letters read. It returns the letter and its sequence, or nil.
+func (f follower) ownLetter(ctx context.Context, s jetstream.Stream, cursor *uint64) (*messages.DeadLetter, uint64, error) {
+	for {
+		m, err := s.GetMsg(ctx, *cursor+1, jetstream.WithGetMsgSubject(messages.DLQSubject(f.sub, f.t)))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return nil, 0, nil
+		case err != nil:
+			return nil, 0, fmt.Errorf("init: read the dead letters of %s: %w", f.t, err)
+		}
+		*cursor = m.Sequence
+		if l, err := messages.DecodeDeadLetter(m.Data); err == nil && l.JobID == f.jobID {
+			return l, m.Sequence, nil
+		}
+	}
 }
 
 // dead counts the dead letters of the type.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -153,6 +154,115 @@ func TestInitArguments(t *testing.T) {
 	} {
 		if code, _, errOut := runCmd(t, ctx, "", append(args, "--nats-url", b.ClientURL())...); code == 0 || errOut == "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+	// product is a type, but no worker initializes products: refused up
+	// front, naming the types init supports, and nothing is queued.
+	code, _, errOut := runCmd(t, ctx, "", "init", "product", "--subscription", "demo", "--nats-url", b.ClientURL(), "--no-wait")
+	if code == 0 || !strings.Contains(errOut, `"product" is not a type init supports`) || !strings.Contains(errOut, "customer_category, location, shipping_method or customer") {
+		t.Errorf("init product: exit %d, stderr %q", code, errOut)
+	}
+	if s, err := b.JS.Stream(ctx, messages.StreamJobs); err != nil {
+		t.Fatal(err)
+	} else if _, err := s.GetLastMsgForSubject(ctx, messages.TypeFilter("demo", messages.TypeProduct)); err == nil {
+		t.Error("init product queued an initialize job")
+	}
+}
+
+// An initialize job that is dead-lettered (here BC answers 400 to every
+// request, a permanent failure) is never taken up again: init must report
+// the dead letter and exit non-zero at once. It followed for ever instead,
+// waiting for a progress record that no worker would write.
+func TestInitReturnsWhenTheInitializeJobIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newInitEnv(t, bctest.Options{Locations: 3, Budget: -1})
+	e.bc.SetOutage(http.StatusBadRequest)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	code, out, errOut := runCmd(t, ctx, "", "init", "location", "--subscription", "demo", "--nats-url", e.b.ClientURL(), "--progress=false", "--timeout", "20s")
+	t.Logf("init location: exit %d after %v\nstdout:\n%s\nstderr:\n%s", code, time.Since(start).Round(time.Millisecond), out, errOut)
+	if dead := streamMsgs(t, e.b, messages.StreamDLQ); dead == 0 {
+		t.Fatalf("the initialize job was not dead-lettered: the test proves nothing")
+	}
+	if code == 0 {
+		t.Fatal("init exited 0 although its initialize job was dead-lettered")
+	}
+	if strings.Contains(errOut, "stopped following") {
+		t.Fatalf("init never noticed that its initialize job was dead-lettered: it followed until --timeout")
+	}
+	seq := 0
+	for _, want := range []string{"the initialize job of location", "was dead-lettered", "permanent", "bcsync dlq show "} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("the error lacks %q: %s", want, errOut)
+		}
+	}
+	if _, after, ok := strings.Cut(errOut, "bcsync dlq show "); ok {
+		seq, _ = strconv.Atoi(strings.TrimSpace(after))
+	}
+	// The command it names shows the initialize job's letter.
+	code, show, showErr := runCmd(t, ctx, "", "dlq", "show", strconv.Itoa(seq), "--nats-url", e.b.ClientURL())
+	if code != 0 || !strings.Contains(show, "initialize") {
+		t.Errorf("bcsync dlq show %d: exit %d\n%s%s", seq, code, show, showErr)
+	}
+}
+
+// init for a subscription that no worker serves (a typo: no consumer
+// bcsync-<name> exists) followed for ever, with no hint; with --timeout it
+// ended saying "the initialization goes on", which it did not. It must fail
+// naming the subscription, and the ones workers serve.
+func TestInitUnknownSubscriptionIsReported(t *testing.T) {
+	t.Parallel()
+	e := newInitEnv(t, bctest.Options{Locations: 3, Budget: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The worker serves "demo"; wait until its consumer exists.
+	waitUntil(t, 30*time.Second, "consumer of demo", func() bool {
+		_, err := e.b.JS.Consumer(ctx, messages.StreamJobs, "bcsync-demo")
+		return err == nil
+	})
+	code, out, errOut := runCmd(t, ctx, "", "init", "location", "--subscription", "dmeo", "--nats-url", e.b.ClientURL(), "--progress=false", "--timeout", "30s")
+	t.Logf("init --subscription dmeo: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	if code == 0 {
+		t.Fatal("init exited 0")
+	}
+	if strings.Contains(errOut, "stopped following") {
+		t.Errorf("init followed a job no worker will ever take until --timeout, and says the initialization goes on; want an error naming the unknown subscription")
+	}
+	for _, want := range []string{`no worker has served subscription "dmeo"`, "check the spelling", "workers serve: demo"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("the error lacks %q: %s", want, errOut)
+		}
+	}
+	if strings.Contains(out, "queued") {
+		t.Errorf("init queued a job for a subscription no worker serves:\n%s", out)
+	}
+}
+
+// `init all` runs the types "in that order, each once the one before is
+// done" (--help, README). With --no-wait it queued all three initialize
+// jobs at once, so workers ran them side by side: the combination is
+// refused, saying what to run instead, and nothing is queued.
+func TestInitAllNoWaitIsRefused(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	code, out, errOut := runCmd(t, ctx, "", "init", "all", "--subscription", "demo", "--nats-url", b.ClientURL(), "--no-wait")
+	if code == 0 {
+		t.Errorf("init all --no-wait exited 0\n%s\n%s", out, errOut)
+	}
+	for _, want := range []string{"drop --no-wait", "bcsync init customer_category --subscription demo --no-wait`, then `bcsync init location"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("the error lacks %q: %s", want, errOut)
+		}
+	}
+	s, err := b.JS.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range initOrder {
+		if _, err := s.GetLastMsgForSubject(ctx, messages.TypeFilter("demo", typ)); err == nil {
+			t.Errorf("init all --no-wait queued %s:\n%s", typ, out)
 		}
 	}
 }

@@ -133,3 +133,117 @@ func TestBenchThrottlePrintsThreeModes(t *testing.T) {
 		t.Errorf("modes missing:\n%s", out)
 	}
 }
+
+// A mistyped subcommand of a command that only groups subcommands (root,
+// dlq, bench) must fail, naming the unknown command and the valid ones: a
+// script running `bcsync dlq repaly 42` believed the letter was replayed,
+// as the exit status was 0 though nothing was done. Without a subcommand
+// the group prints its help.
+func TestUnknownSubcommandFails(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args  []string
+		names []string // some of the valid subcommands the error lists
+	}{
+		{[]string{"dlq", "repaly", "42"}, []string{`"repaly"`, "did you mean replay", "list", "show", "purge"}},
+		{[]string{"dlq", "purgee", "42"}, []string{`"purgee"`, "list", "replay"}},
+		{[]string{"bench", "thrttle"}, []string{`"thrttle"`, "throttle", "init", "pipeline"}},
+		{[]string{"wrker"}, []string{`"wrker"`, "worker", "enqueue", "dlq"}},
+	} {
+		code, out, errOut := runCmd(t, context.Background(), "", tc.args...)
+		if code == 0 {
+			t.Errorf("bcsync %s exited 0 (nothing was done)\nstdout:\n%s\nstderr:\n%s", strings.Join(tc.args, " "), firstLines(out, 3), errOut)
+			continue
+		}
+		for _, want := range append(tc.names, "unknown command") {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("bcsync %s: the error lacks %q: %s", strings.Join(tc.args, " "), want, errOut)
+			}
+		}
+	}
+	for _, args := range [][]string{{"dlq"}, {"bench"}, {}} {
+		if code, out, errOut := runCmd(t, context.Background(), "", args...); code != 0 || !strings.Contains(out, "Available Commands:") {
+			t.Errorf("bcsync %s exited %d, want its help:\n%s%s", strings.Join(args, " "), code, firstLines(out, 3), errOut)
+		}
+	}
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// nats.url and --nats-url take comma-separated URLs (README,
+// Configuration). A connection error must not print the password of any of
+// them: broker.redactURL redacted the first URL only.
+func TestNATSPasswordOfEveryURLNotPrinted(t *testing.T) {
+	t.Parallel()
+	url := "nats://bcsync:FirstPassw0rd@127.0.0.1:1,nats://bcsync:SecondPassw0rd@127.0.0.1:2"
+	for _, args := range [][]string{
+		{"dlq", "list", "--nats-url", url},
+		{"enqueue", "--nats-url", url, "--subscription", "contoso", "--type", "location", "--key", "EAST"},
+		{"init", "location", "--subscription", "contoso", "--nats-url", url, "--no-wait"},
+	} {
+		code, out, errOut := runCmd(t, context.Background(), "", args...)
+		if code == 0 {
+			t.Fatalf("%v exited 0", args)
+		}
+		for _, pw := range []string{"FirstPassw0rd", "SecondPassw0rd"} {
+			if strings.Contains(out+errOut, pw) {
+				t.Errorf("bcsync %s printed the NATS password %q:\n%s%s", args[0], pw, out, errOut)
+			}
+		}
+	}
+}
+
+// --key is documented as "BC id (GUID) or code; repeat for several jobs",
+// and a BC code may hold a comma (any printable character, see
+// messages.checkKey). pflag's StringSlice split it on the comma, one job
+// becoming two for two records that do not exist, and refused a double
+// quote with a CSV parse error.
+func TestEnqueueKeyWithCommaIsOneJob(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	code, out, errOut := runCmd(t, ctx, "", "enqueue", "--nats-url", b.ClientURL(), "--subscription", "contoso", "--type", "location", "--key", "MAIN,ST")
+	if code != 0 {
+		t.Fatalf("enqueue --key MAIN,ST exited %d\n%s\n%s", code, out, errOut)
+	}
+	if n := strings.Count(out, "published job"); n != 1 {
+		t.Errorf("enqueue --key MAIN,ST published %d jobs, want 1 (for the code MAIN,ST):\n%s", n, out)
+	}
+	if !strings.Contains(out, messages.JobSubject("contoso", messages.TypeLocation, "MAIN,ST")) {
+		t.Errorf("no job for the key MAIN,ST (subject %s):\n%s", messages.JobSubject("contoso", messages.TypeLocation, "MAIN,ST"), out)
+	}
+	code, out, errOut = runCmd(t, ctx, "", "enqueue", "--nats-url", b.ClientURL(), "--subscription", "contoso", "--type", "location", "--key", `12"PIPE`)
+	if code != 0 {
+		t.Errorf(`enqueue --key 12"PIPE exited %d: %s%s`, code, out, errOut)
+	}
+}
+
+// An empty --nats-url (e.g. `--nats-url "$NATS_SERVER"` with the variable
+// unset) made broker.Connect start a throwaway embedded server in a temp
+// directory: enqueue reported the job as published and exited 0, and the
+// job was gone with the server. enqueue, init and dlq must refuse it and
+// say what to pass.
+func TestEmptyNATSURLIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, args := range [][]string{
+		{"enqueue", "--nats-url", "", "--subscription", "contoso", "--type", "location", "--key", "EAST"},
+		{"init", "location", "--subscription", "contoso", "--nats-url", "", "--no-wait"},
+		{"dlq", "list", "--nats-url", ""},
+	} {
+		code, out, errOut := runCmd(t, ctx, "", args...)
+		if code == 0 {
+			t.Errorf("bcsync %s --nats-url '' exited 0, the job went to a throwaway embedded server:\n%s%s", args[0], out, errOut)
+		}
+		if !strings.Contains(errOut, "--nats-url is empty") || !strings.Contains(errOut, "nats://127.0.0.1:4222") {
+			t.Errorf("bcsync %s --nats-url '': the error does not say what to pass: %s", args[0], errOut)
+		}
+	}
+}

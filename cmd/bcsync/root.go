@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/config"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // globalFlags are shared by every subcommand.
@@ -40,6 +43,8 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		Short:         "Keep iPaaS.com in step with Microsoft Dynamics 365 Business Central",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          subcommandArgs,
+		RunE:          showHelp,
 	}
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -60,6 +65,69 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newCheckCmd(g),
 	)
 	return root
+}
+
+// subcommandArgs is the Args of a command that only groups subcommands:
+// cobra runs such a command for an argument that names no subcommand (a
+// typo: "bcsync dlq repaly 42"), and without Args and RunE it prints the
+// help and exits 0, so a script believes the typo did its work. This fails
+// instead, naming the unknown command and the valid ones.
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // as cobra does for the root
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 && !cmd.DisableSuggestions {
+		msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+	}
+	return fmt.Errorf("%s: use one of %s (see %s --help)", msg, strings.Join(names, ", "), cmd.CommandPath())
+}
+
+// showHelp is the RunE of a command that only groups subcommands: given
+// none (subcommandArgs refuses anything else), it prints its help.
+func showHelp(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+
+// natsConn is the NATS connection of the commands that talk to a running
+// NATS server (enqueue, init, dlq): --nats-url and --creds.
+type natsConn struct{ url, creds string }
+
+func (c *natsConn) flags(f *pflag.FlagSet) {
+	f.StringVar(&c.url, "nats-url", envOr("NATS_URL", defaultNATSURL), "NATS server(s), comma-separated (env NATS_URL; default: a worker's embedded server)")
+	f.StringVar(&c.creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
+}
+
+// defaultNATSURL is where a worker without nats.url serves its embedded
+// NATS server.
+const defaultNATSURL = "nats://127.0.0.1:4222"
+
+// check refuses an empty --nats-url. The flag's default is never empty (an
+// empty NATS_URL counts as unset), so it was given empty, e.g. as
+// --nats-url "$NATS_SERVER" with the variable unset; broker.Connect would
+// start a throwaway embedded server for it, and the command would report
+// jobs queued on a server gone when it exits.
+func (c *natsConn) check() error {
+	if strings.TrimSpace(c.url) == "" {
+		return fmt.Errorf("--nats-url is empty: pass the NATS server's URL (e.g. --nats-url %s), or leave the flag out to use NATS_URL or %s", defaultNATSURL, defaultNATSURL)
+	}
+	return nil
+}
+
+// connect checks the URL and connects; name is the connection's name shown
+// by the server.
+func (c *natsConn) connect(ctx context.Context, name string) (*broker.Broker, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return broker.Connect(ctx, broker.Options{URL: c.url, CredsFile: c.creds, Name: name, Log: zerolog.Nop()})
 }
 
 func envOr(name, def string) string {
