@@ -1,13 +1,15 @@
 package messages_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/bcsync/bcsync/messages"
 )
 
-// FuzzDecode: decoding never panics, and whatever decodes re-encodes and
-// decodes to a job with the same MsgID and a parseable subject.
+// FuzzDecode: decoding never panics; whatever decodes is one valid JSON
+// document, re-encodes and decodes to a job with the same MsgID and a
+// parseable subject, and jobs that differ get different MsgIDs.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"EAST"}`))
 	f.Add([]byte(`{"v":1,"id":"j1","subscription":"contoso","type":"customer","op":"upsert","key":"5d115c9c-44e3-ea11-bb43-000d3a2feca1","data":{"number":"C1"}}`))
@@ -15,10 +17,20 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":2}`))
 	f.Add([]byte(`{"v":1,"key":"A.B*>"}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"v":1,"id":"j1","subscription":"c","type":"location","op":"upsert","key":"E","changed_at":"9999-12-31T23:59:59-23:00"}`))
+	f.Add([]byte(`{"v":1,"id":"j1","subscription":"c","type":"location","op":"upsert","key":"E"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		j, err := messages.Decode(b)
 		if err != nil {
 			return
+		}
+		if !json.Valid(b) {
+			t.Fatalf("accepted a body that is not one JSON document: %q", b)
+		}
+		other := *j
+		other.ID += "x"
+		if other.MsgID() == j.MsgID() {
+			t.Fatalf("two jobs that differ in their id share the MsgID %s", j.MsgID())
 		}
 		enc, err := j.Encode()
 		if err != nil {
