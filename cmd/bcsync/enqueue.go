@@ -34,8 +34,14 @@ func newEnqueueCmd(g *globalFlags) *cobra.Command {
 			}
 			var jobs []messages.Job
 			if fromStdin {
-				if job.Subscription != "" || typ != "" || len(keys) > 0 || data != "" {
-					return errors.New("--stdin reads whole jobs: do not combine it with --subscription, --type, --key or --data")
+				var set []string
+				for _, name := range []string{"subscription", "type", "op", "key", "data", "id", "source"} {
+					if cmd.Flags().Changed(name) {
+						set = append(set, "--"+name)
+					}
+				}
+				if len(set) > 0 {
+					return fmt.Errorf("--stdin reads whole jobs, which carry their own fields: drop %s (or put them in the JSON)", strings.Join(set, ", "))
 				}
 				var err error
 				if jobs, err = readJobs(cmd.InOrStdin()); err != nil {

@@ -82,7 +82,11 @@ func TestEnqueueRejectsBadJobsBeforeConnecting(t *testing.T) {
 		"stdin not json": {"{nope", []string{"--stdin"}, "not JSON"},
 		"stdin invalid":  {`{"v":1,"id":"x"}`, []string{"--stdin"}, "stdin job #1"},
 		"stdin empty":    {"", []string{"--stdin"}, "no job"},
-		"bad data":       {"", []string{"--subscription", "contoso", "--type", "location", "--key", "E", "--data", "{x"}, "not valid JSON"},
+		// Once silently ignored: the job's own fields won.
+		"stdin with --id":  {`{"v":1,"id":"x"}`, []string{"--stdin", "--id", "retry-1"}, "drop --id"},
+		"stdin with --op":  {`{"v":1,"id":"x"}`, []string{"--stdin", "--op", "delete", "--source", "me"}, "drop --op, --source"},
+		"stdin with --key": {`{"v":1,"id":"x"}`, []string{"--stdin", "--key", "A"}, "drop --key"},
+		"bad data":         {"", []string{"--subscription", "contoso", "--type", "location", "--key", "E", "--data", "{x"}, "not valid JSON"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			// Port 1 is closed: these must fail on the job, not on the connection.
