@@ -271,6 +271,12 @@ func newDLQActCmd(verb string) *cobra.Command {
 			if len(seqs) > 0 {
 				for _, s := range seqs {
 					l, err := dlq.Get(ctx, b.JS, s)
+					var ue *dlq.UndecodableError
+					if verb == "purge" && errors.As(err, &ue) {
+						// Not a dead letter (another publisher's record):
+						// nothing to show, but it can go by its sequence.
+						l, err = dlq.Letter{Seq: s, DL: &messages.DeadLetter{Reason: "not a dead letter record"}}, nil
+					}
 					if err != nil {
 						fmt.Fprintf(errw, "seq %d: %v\n", s, err)
 						failed++

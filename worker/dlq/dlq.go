@@ -109,7 +109,7 @@ type UndecodableError struct {
 }
 
 func (e *UndecodableError) Error() string {
-	return fmt.Sprintf("dlq: %d record(s) are not dead letters and were skipped (seq %v)", len(e.Seqs), e.Seqs)
+	return fmt.Sprintf("dlq: %d record(s) are not dead letters and were skipped (seq %v); `bcsync dlq purge <seq>` removes one", len(e.Seqs), e.Seqs)
 }
 
 // List calls fn, in stream order, for every letter of messages.StreamDLQ that
@@ -180,7 +180,7 @@ func Get(ctx context.Context, js jetstream.JetStream, seq uint64) (Letter, error
 	}
 	d, err := messages.DecodeDeadLetter(raw.Data)
 	if err != nil {
-		return Letter{}, fmt.Errorf("dlq: seq %d: %w", seq, err)
+		return Letter{}, fmt.Errorf("dlq: seq %d: %w (%w)", seq, err, &UndecodableError{Seqs: []uint64{seq}})
 	}
 	return Letter{Seq: raw.Sequence, Stored: raw.Time, DL: d}, nil
 }
