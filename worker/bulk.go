@@ -40,7 +40,8 @@ type Progress struct {
 	// waits for that).
 	LastSeq uint64 `json:"last_seq,omitempty"`
 	// Since is the watermark a delta started from; Newest the latest
-	// lastModifiedDateTime seen, the next watermark.
+	// lastModifiedDateTime seen. The next watermark is Newest, but no later
+	// than DeltaOverlap before Started.
 	Since  time.Time `json:"since,omitzero"`
 	Newest time.Time `json:"newest,omitzero"`
 	// Done is set once every page was read and its jobs published.
@@ -132,7 +133,22 @@ type Bulk struct {
 	JS           messages.Publisher
 	Progress     jetstream.KeyValue
 	Subscription string
+	// Now, when set, is the clock a bulk job's start is taken from (a
+	// test's BC clock); default time.Now.
+	Now func() time.Time
+	// Overlap, when positive, replaces DeltaOverlap.
+	Overlap time.Duration
 }
+
+// DeltaOverlap is how far behind its start a delta leaves the watermark,
+// at the latest. A delta's listing does not see every change made while
+// it runs: a record changed behind the page it reached, or stamped before
+// its transaction committed, may carry a lastModifiedDateTime older than
+// the newest one the delta read. The next delta reads those minutes again
+// (a record written twice is only rewritten, never duplicated), so that a
+// change is lost only if BC commits it more than DeltaOverlap after
+// stamping it, or the workers' clocks run that far ahead of BC's.
+const DeltaOverlap = 2 * time.Minute
 
 // Handle pages the job's type and publishes its records' jobs.
 func (b *Bulk) Handle(ctx context.Context, job *messages.Job) error {
@@ -147,7 +163,11 @@ func (b *Bulk) Handle(ctx context.Context, job *messages.Job) error {
 		return b.finish(ctx, job, p)
 	}
 	if p.JobID == "" {
-		p = Progress{JobID: job.ID, Type: job.Type, Op: job.Op, Started: time.Now().UTC()}
+		now := time.Now
+		if b.Now != nil {
+			now = b.Now
+		}
+		p = Progress{JobID: job.ID, Type: job.Type, Op: job.Op, Started: now().UTC()}
 		if job.Op == messages.OpDelta {
 			if p.Since, err = b.watermark(ctx, job.Type); err != nil {
 				return err
@@ -184,12 +204,21 @@ func (b *Bulk) Handle(ctx context.Context, job *messages.Job) error {
 	return b.finish(ctx, job, p)
 }
 
-// finish moves the type's watermark after a delta.
+// finish moves the type's watermark after a delta: to the newest
+// modification read, but no later than DeltaOverlap before the delta
+// started (see DeltaOverlap).
 func (b *Bulk) finish(ctx context.Context, job *messages.Job, p Progress) error {
 	if job.Op != messages.OpDelta || p.Newest.IsZero() {
 		return nil
 	}
-	return b.advance(ctx, job.Type, p.Newest)
+	w, overlap := p.Newest, DeltaOverlap
+	if b.Overlap > 0 {
+		overlap = b.Overlap
+	}
+	if limit := p.Started.Add(-overlap); !p.Started.IsZero() && limit.Before(w) {
+		w = limit
+	}
+	return b.advance(ctx, job.Type, w)
 }
 
 // snapshot is one BC record as a job carries it.

@@ -92,6 +92,8 @@ func TestE2EInitializeResumesAtItsCheckpoint(t *testing.T) {
 func TestE2EDeltaSyncsTheChangesOnce(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 30}})
+	// No overlap: the next test shows what it adds.
+	e.tune = func(o *worker.Options) { o.DeltaOverlap = time.Nanosecond }
 	e.startWorker("w1", zerolog.Nop(), nil)
 	e.bulk(messages.OpDelta, messages.TypeLocation) // no watermark yet: everything
 	waitFor(t, 30*time.Second, "the first delta", func() bool { return e.ip.Count("location") == 30 })
@@ -119,5 +121,47 @@ func TestE2EDeltaSyncsTheChangesOnce(t *testing.T) {
 	waitFor(t, 30*time.Second, "the third delta", func() bool { return e.stats.Acked.Load() == acked+1 })
 	if w := e.ip.Stats().Updates - after.Updates; w != 0 {
 		t.Errorf("%d iPaaS.com writes when nothing changed", w)
+	}
+}
+
+// By default a delta leaves the watermark DeltaOverlap behind its start, so
+// the next delta within that time reads the same changes again: they are
+// written again with the same state, never duplicated (one link per
+// record), and nothing is dead-lettered.
+func TestE2EDeltaReadsTheOverlapAgain(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 10}})
+	e.startWorker("w1", zerolog.Nop(), nil)
+	delta := func(what string, records int) {
+		t.Helper()
+		acked := e.stats.Acked.Load()
+		e.bulk(messages.OpDelta, messages.TypeLocation)
+		waitFor(t, 30*time.Second, what, func() bool { return e.stats.Acked.Load() == acked+1+int64(records) })
+		time.Sleep(100 * time.Millisecond)
+		if n := e.stats.Acked.Load() - acked - 1; n != int64(records) {
+			t.Fatalf("%s: %d record jobs, want %d", what, n, records)
+		}
+	}
+	delta("the first delta, of every location", 10)
+	codes := e.bc.LocationCodes()
+	for _, c := range codes[:3] {
+		e.bc.UpdateLocation(c, func(f map[string]any) { f["displayName"] = "changed " + c })
+	}
+	delta("the delta of the changes", 3)
+	before := e.ip.Stats()
+	delta("the delta within the overlap", 3)
+	if w := e.ip.Stats().Updates - before.Updates; w != 3 {
+		t.Errorf("%d iPaaS.com updates for the 3 records the overlap read again, want 3", w)
+	}
+	for _, c := range codes[:3] {
+		if rec, _ := e.ip.Lookup("location", c); rec["description"] != "changed "+c {
+			t.Errorf("%s: %v", c, rec["description"])
+		}
+	}
+	if got := e.ip.Links("location"); got != 10 {
+		t.Errorf("%d location links at iPaaS.com, want 10: the overlap duplicated records", got)
+	}
+	if n := e.streamMsgs(messages.StreamDLQ); n != 0 {
+		t.Errorf("%d dead letters", n)
 	}
 }

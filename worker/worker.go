@@ -67,6 +67,9 @@ type Options struct {
 	Metrics *Metrics
 	// Observe, when set, is called with each settled job and its outcome.
 	Observe func(job *messages.Job, outcome string)
+	// DeltaOverlap, when positive, replaces the package's DeltaOverlap:
+	// how far behind its start a delta leaves the watermark.
+	DeltaOverlap time.Duration
 
 	shared            *Shared
 	records, progress jetstream.KeyValue
@@ -310,7 +313,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		if err != nil {
 			return err
 		}
-		h.Versions, h.Subscription, h.Bulk = records, sub.Name, &Bulk{BC: h.BC, JS: opts.Broker.JS, Progress: opts.progress, Subscription: sub.Name}
+		h.Versions, h.Subscription, h.Bulk = records, sub.Name, &Bulk{BC: h.BC, JS: opts.Broker.JS, Progress: opts.progress, Subscription: sub.Name, Overlap: opts.DeltaOverlap}
 		loop.SetHandler(h, r)
 		return nil
 	}
@@ -324,7 +327,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 		Consumer:     cons,
 		JS:           opts.Broker.JS,
 		Handler: &Syncer{BC: bc, IPaaS: ip, Versions: records, Subscription: sub.Name,
-			Bulk: &Bulk{BC: bc, JS: opts.Broker.JS, Progress: opts.progress, Subscription: sub.Name}},
+			Bulk: &Bulk{BC: bc, JS: opts.Broker.JS, Progress: opts.progress, Subscription: sub.Name, Overlap: opts.DeltaOverlap}},
 		Concurrency: sub.Worker.Concurrency,
 		MaxDeliver:  sub.Worker.MaxDeliver,
 		Backoff:     Backoff{Initial: sub.Worker.BackoffInitial, Max: sub.Worker.BackoffMax},
