@@ -218,7 +218,11 @@ func (s *Source) Token() (*oauth2.Token, error) {
 		return nil, fe.err // Entra's answer, as it is
 	}
 	if err != nil {
-		return s.fallback(ctx, err)
+		// A context of its own: the bucket's calls may have used up ctx
+		// (a NATS server gone hangs them until the deadline).
+		fctx, fcancel := context.WithTimeout(context.Background(), s.cfg.LockTTL)
+		defer fcancel()
+		return s.fallback(fctx, err)
 	}
 	s.recovered()
 	return tok, nil
