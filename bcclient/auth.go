@@ -20,6 +20,7 @@ import (
 
 	"github.com/bcsync/bcsync/internal/errtext"
 	"github.com/bcsync/bcsync/internal/redact"
+	"github.com/bcsync/bcsync/internal/retryafter"
 )
 
 // Defaults for Credentials.
@@ -212,6 +213,10 @@ type TokenError struct {
 	// TraceID and CorrelationID identify the request in Entra's logs.
 	TraceID       string
 	CorrelationID string
+	// RetryAfter is Entra's Retry-After header's delay (a throttled token
+	// request); zero when absent. The client waits at least that long
+	// before it asks again.
+	RetryAfter time.Duration
 }
 
 // Error returns the status, error code and the first line of the
@@ -227,6 +232,9 @@ func (e *TokenError) Error() string {
 	}
 	if e.TraceID != "" || e.CorrelationID != "" {
 		fmt.Fprintf(&b, " (trace ID %s, correlation ID %s)", e.TraceID, e.CorrelationID)
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
 	}
 	return b.String()
 }
@@ -276,6 +284,9 @@ func newTokenError(re *oauth2.RetrieveError, secret string) *TokenError {
 	e := &TokenError{ErrorCode: re.ErrorCode, Description: re.ErrorDescription}
 	if re.Response != nil {
 		e.Status = re.Response.StatusCode
+		if d, ok := retryafter.Parse(re.Response.Header.Get("Retry-After"), time.Now()); ok {
+			e.RetryAfter = d
+		}
 	}
 	var body struct {
 		Error         string `json:"error"`

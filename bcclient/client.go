@@ -381,8 +381,14 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 			bo = c.cfg.Retry.backOff()
 		}
 		wait := min(bo.NextBackOff(), c.cfg.Retry.Max)
-		if apiErr != nil {
+		var tokErr *TokenError
+		switch {
+		case apiErr != nil:
 			wait = max(wait, apiErr.RetryAfter)
+		case errors.As(err, &tokErr):
+			// Entra throttling the token request: the fleet's other
+			// workers wait on the shared cache meanwhile.
+			wait = max(wait, tokErr.RetryAfter)
 		}
 		if c.now().Sub(start)+wait > c.cfg.Retry.MaxElapsed {
 			return nil, err

@@ -177,5 +177,9 @@ func RetryAfter(err error) (time.Duration, bool) {
 	if errors.As(err, &ipErr) && ipErr.RetryAfter > 0 {
 		return ipErr.RetryAfter, true
 	}
+	var tokErr *bcclient.TokenError
+	if errors.As(err, &tokErr) && tokErr.RetryAfter > 0 {
+		return tokErr.RetryAfter, true
+	}
 	return 0, false
 }

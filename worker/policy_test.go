@@ -149,3 +149,20 @@ func TestClassifyClientErrors(t *testing.T) {
 		}
 	}
 }
+
+// A job fails on a throttled service: its redelivery waits at least the
+// Retry-After that service gave, BC's, iPaaS.com's or Entra's.
+func TestRetryAfterOfEveryService(t *testing.T) {
+	for name, err := range map[string]error{
+		"BC":        &bcclient.APIError{Status: 429, RetryAfter: 7 * time.Second},
+		"iPaaS.com": &ipaasclient.APIError{Status: 429, RetryAfter: 7 * time.Second},
+		"Entra":     &bcclient.TokenError{Status: 429, RetryAfter: 7 * time.Second},
+	} {
+		if d, ok := RetryAfter(fmt.Errorf("job: %w", err)); !ok || d != 7*time.Second {
+			t.Errorf("%s: RetryAfter = %v, %v; want 7s", name, d, ok)
+		}
+	}
+	if _, ok := RetryAfter(&bcclient.TokenError{Status: 401}); ok {
+		t.Error("a token error without Retry-After gave one")
+	}
+}
