@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
 
 	"github.com/bcsync/bcsync/internal/errtext"
 	"github.com/bcsync/bcsync/internal/redact"
@@ -144,24 +145,58 @@ const (
 )
 
 // redactor removes a secret (the API key) from text that came from the
-// server: the key as sent and in its URL- and JSON-escaped forms, in any
-// letter case, and whatever follows "Bearer ".
+// server: the key with each of its characters as sent or escaped as a
+// server may echo it (URL percent-encoding, JSON's \uXXXX and short
+// escapes, HTML character references), in any letter case, and whatever
+// follows "Bearer ".
 type redactor struct{ re *regexp.Regexp }
 
 func newRedactor(secret string) redactor {
 	if secret == "" {
 		return redactor{}
 	}
-	js, _ := json.Marshal(secret)
-	jsonForm := string(js[1 : len(js)-1])
-	forms := []string{secret, url.QueryEscape(secret), url.PathEscape(secret), jsonForm,
-		strings.ReplaceAll(jsonForm, "/", `\/`)}
-	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) }) // longest first
-	forms = slices.Compact(forms)
-	for i, f := range forms {
-		forms[i] = regexp.QuoteMeta(f)
+	var b strings.Builder
+	b.WriteString("(?i)")
+	for _, r := range secret {
+		b.WriteString(runeForms(r))
 	}
-	return redactor{re: regexp.MustCompile("(?i)" + strings.Join(forms, "|"))}
+	return redactor{re: regexp.MustCompile(b.String())}
+}
+
+// runeForms is a pattern of r as sent or escaped by URL, JSON or HTML
+// encoding (letters and digits too: an encoder may escape everything).
+func runeForms(r rune) string {
+	forms := []string{regexp.QuoteMeta(string(r))}
+	var pct strings.Builder
+	for _, c := range []byte(string(r)) {
+		fmt.Fprintf(&pct, "%%%02X", c)
+	}
+	forms = append(forms, regexp.QuoteMeta(pct.String()))
+	if r1, r2 := utf16.EncodeRune(r); r1 != unicode.ReplacementChar {
+		forms = append(forms, fmt.Sprintf(`\\u%04X\\u%04X`, r1, r2))
+	} else if r <= 0xFFFF {
+		forms = append(forms, fmt.Sprintf(`\\u%04X`, r))
+	}
+	forms = append(forms, fmt.Sprintf("&#x0*%X;", r), fmt.Sprintf("&#0*%d;", r))
+	switch r {
+	case ' ':
+		forms = append(forms, `\+`)
+	case '/', '"', '\\':
+		forms = append(forms, regexp.QuoteMeta(`\`+string(r)))
+	case '&':
+		forms = append(forms, "&amp;")
+	case '<':
+		forms = append(forms, "&lt;")
+	case '>':
+		forms = append(forms, "&gt;")
+	}
+	switch r {
+	case '"':
+		forms = append(forms, "&quot;")
+	case '\'':
+		forms = append(forms, "&apos;")
+	}
+	return "(?:" + strings.Join(forms, "|") + ")"
 }
 
 func (r redactor) apply(s string) string {
@@ -180,7 +215,10 @@ func decodeAPIError(status int, h http.Header, body []byte, now time.Time, secre
 	if d, ok := retryafter.Parse(h.Get("Retry-After"), now); ok {
 		e.RetryAfter = d
 	}
-	e.Body = errtext.Truncate(secret.apply(strings.ToValidUTF8(string(body), "\uFFFD")), maxBodyLen)
+	// Redacted before anything reads it: taking the text out of HTML, or
+	// decoding JSON, changes how the key is spelt.
+	body = []byte(secret.apply(strings.ToValidUTF8(string(body), "\uFFFD")))
+	e.Body = errtext.Truncate(string(body), maxBodyLen)
 	code, msg := decodeErrorBody(body)
 	if code != "" {
 		if c := secret.apply(code); c == code {

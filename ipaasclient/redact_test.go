@@ -1,0 +1,131 @@
+package ipaasclient_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/ipaasclient"
+	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
+)
+
+// specialKey is the key of TestEchoedKeyIsRedacted: characters that URL,
+// JSON and HTML encodings escape.
+const specialKey = "Key/With+Special&Chars=0123456789"
+
+// dotNetJSON escapes s as System.Text.Json's default encoder
+// (JavaScriptEncoder.Default, ASP.NET Core's default) writes it: '+', '&',
+// '<', '>', '\” and '`' become \uXXXX (upper-case hex).
+func dotNetJSON(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '+', '&', '<', '>', '\'', '`':
+			fmt.Fprintf(&b, `\u%04X`, r)
+		case '"', '\\':
+			b.WriteString(`\` + string(r))
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// TestDotNetEchoedKeyIsRedacted: an ASP.NET Core server (iPaaS.com
+// answers ASP.NET problem details) echoing the Authorization header in its
+// JSON error body escapes '+' and '&' as \u002B and \u0026. The redactor
+// once knew only Go's JSON escaping, so the key reached APIError.Body.
+func TestDotNetEchoedKeyIsRedacted(t *testing.T) {
+	t.Parallel()
+	h := func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"errors":[{"code":"AUTH-1001","message":"Invalid API key"}],"request":{"apiKey":"%s","headers":{"Authorization":"%s"}}}`,
+			dotNetJSON(specialKey), dotNetJSON(r.Header.Get("Authorization")))
+		return true
+	}
+	_, _, c := setup(t, ipaastest.Options{}, h, func(cfg *ipaasclient.Config) { cfg.APIKey = specialKey })
+	_, err := c.Upsert(t.Context(), ipaasclient.Location{Name: "EAST"}, "EAST")
+	var ae *ipaasclient.APIError
+	if !errors.As(err, &ae) || !errors.Is(err, ipaasclient.ErrUnauthorized) {
+		t.Fatalf("err = %v", err)
+	}
+	for name, s := range map[string]string{"Error": err.Error(), "Body": ae.Body, "Message": ae.Message} {
+		for _, part := range []string{dotNetJSON(specialKey), "0123456789", "Special"} {
+			if strings.Contains(strings.ToLower(s), strings.ToLower(part)) {
+				t.Errorf("%s holds the key (%q): %s", name, part, s)
+			}
+		}
+	}
+}
+
+// TestHTMLEchoedKeyIsRedacted: an HTML error page (a gateway or
+// ASP.NET's developer page) echoing the header HTML-encodes '+' and '&'
+// (&#x2B; &amp;). That text becomes APIError.Message, hence Error(), which
+// the worker logs and puts in dead letters; it once held the key's end.
+func TestHTMLEchoedKeyIsRedacted(t *testing.T) {
+	t.Parallel()
+	enc := strings.NewReplacer("&", "&amp;", "+", "&#x2B;", "<", "&lt;", ">", "&gt;")
+	h := func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, "<html><body><h1>401 Unauthorized</h1><p>Authorization: %s</p></body></html>",
+			enc.Replace(r.Header.Get("Authorization")))
+		return true
+	}
+	_, _, c := setup(t, ipaastest.Options{}, h, func(cfg *ipaasclient.Config) { cfg.APIKey = specialKey })
+	_, err := c.Upsert(t.Context(), ipaasclient.Location{Name: "EAST"}, "EAST")
+	var ae *ipaasclient.APIError
+	if !errors.As(err, &ae) || !errors.Is(err, ipaasclient.ErrUnauthorized) {
+		t.Fatalf("err = %v", err)
+	}
+	for name, s := range map[string]string{"Error": err.Error(), "Body": ae.Body, "Message": ae.Message} {
+		for _, part := range []string{"0123456789", "Special"} {
+			if strings.Contains(strings.ToLower(s), strings.ToLower(part)) {
+				t.Errorf("%s holds the key (%q): %s", name, part, s)
+			}
+		}
+	}
+}
+
+// Every way a server may echo the key is redacted, whichever characters
+// it escapes and in which letter case.
+func TestKeyRedactedInEveryEncoding(t *testing.T) {
+	t.Parallel()
+	const key = `K/é+ &"<x>'\\z 9`
+	html := strings.NewReplacer("&", "&amp;", "+", "&#43;", "<", "&#x3c;", ">", "&gt;", `"`, "&quot;", "'", "&#39;", "é", "&#xE9;", " ", "&#32;")
+	forms := map[string]string{
+		"as sent":    key,
+		"query":      url.QueryEscape(key),
+		"path":       url.PathEscape(key),
+		"lower hex":  strings.ToLower(url.QueryEscape(key)),
+		".NET JSON":  dotNetJSON(key),
+		"all \\u":    allU(key),
+		"HTML":       html.Replace(key),
+		"upper case": strings.ToUpper(key),
+	}
+	js, _ := json.Marshal(key)
+	forms["Go JSON"] = string(js[1 : len(js)-1])
+	for name, form := range forms {
+		e := ipaasclient.DecodeAPIError(401, http.Header{}, []byte(`<p>key: `+form+` end</p>`), time.Now(), key)
+		for _, s := range []string{e.Body, e.Message, e.Error()} {
+			if !strings.Contains(s, "[redacted]") || strings.Contains(s, "9 end") || strings.Contains(s, "z") {
+				t.Errorf("%s (%q): %q", name, form, s)
+			}
+		}
+	}
+}
+
+// allU escapes every character of s as \uXXXX.
+func allU(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		fmt.Fprintf(&b, `\u%04x`, r)
+	}
+	return b.String()
+}
