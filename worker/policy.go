@@ -57,7 +57,10 @@ func Classify(err error) Class {
 		return ""
 	case errors.As(err, &perm), errors.As(err, &fe), errors.As(err, &me),
 		errors.Is(err, messages.ErrMalformed), errors.Is(err, messages.ErrTooLarge),
-		errors.Is(err, messages.ErrSubjectMismatch), errors.Is(err, messages.ErrBadSubject):
+		errors.Is(err, messages.ErrSubjectMismatch), errors.Is(err, messages.ErrBadSubject),
+		errors.Is(err, ipaasclient.ErrInvalidExternalID), errors.Is(err, ipaasclient.ErrUnknownKind):
+		// The last two are refused before any request: a retry sends the
+		// same record.
 		return ClassPermanent
 	case errors.As(err, &tkErr), errors.As(err, &bcErr), errors.Is(err, bcclient.ErrNotFound),
 		errors.Is(err, bcclient.ErrInvalidKey), errors.Is(err, bcclient.ErrInvalidRequest):

@@ -142,6 +142,8 @@ func TestClassifyClientErrors(t *testing.T) {
 		{"iPaaS 502 html", &ipaasclient.APIError{Status: 502}, ClassTransient},
 		{"iPaaS NFND", &ipaasclient.APIError{Status: 404, Code: "NFND-1000"}, ClassNotFound},
 		{"mapping", &mapping.Error{Field: "code", Problem: "missing"}, ClassPermanent},
+		{"iPaaS invalid external id", fmt.Errorf("%w: control characters", ipaasclient.ErrInvalidExternalID), ClassPermanent},
+		{"iPaaS unknown kind", fmt.Errorf("%w: widget", ipaasclient.ErrUnknownKind), ClassPermanent},
 	}
 	for _, tt := range tests {
 		if got := Classify(wrap(tt.err)); got != tt.want {
