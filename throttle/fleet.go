@@ -203,7 +203,9 @@ func validName(s string) bool {
 func (f *Fleet) Stats() *Stats { return f.cfg.Stats }
 
 // Close stops watching the bucket, deletes the concurrency leases the
-// process holds idle, and returns once its goroutines ended. Leases in use
+// process holds idle (all at once, within a few seconds even when the
+// bucket cannot be reached: their TTL ends them then), and returns once its
+// goroutines ended. Leases in use
 // are deleted when released. The Fleet still works after Close, without
 // keeping leases: every release deletes its lease.
 func (f *Fleet) Close() {
@@ -213,9 +215,13 @@ func (f *Fleet) Close() {
 	}
 	f.stop()
 	f.bg.Wait()
+	// At once: with NATS unreachable each waits for its timeout, and a
+	// worker holding many leases would outlast its shutdown grace.
+	var wg sync.WaitGroup
 	for _, l := range idle {
-		f.giveBack(l)
+		wg.Go(func() { f.giveBack(l) })
 	}
+	wg.Wait()
 }
 
 // Acquire waits for a concurrency lease, for the end of a pause, and for

@@ -13,6 +13,7 @@ import (
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/throttle"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -343,4 +344,55 @@ func fleetGoroutines() []string {
 		}
 	}
 	return out
+}
+
+// A worker stopping while NATS is unreachable gives its idle leases back
+// at once: they were given back one by one, each waiting out its 5 s
+// timeout, so a worker holding 64 took over 5 minutes to exit after
+// SIGTERM, far past its shutdown grace.
+func TestCloseWithTheBucketUnreachableIsQuick(t *testing.T) {
+	t.Parallel()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+	ctx := context.Background()
+	b, err := broker.Connect(ctx, broker.Options{URL: srv.ClientURL(), Name: "lease-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	kvs, err := broker.EnsureKV(ctx, b.JS, broker.KVOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	f, err := throttle.NewFleet(throttle.FleetConfig{KV: kvs[broker.BucketThrottle], Name: "bc-app",
+		Requests: 1e6, Window: time.Second, MaxConcurrency: n, LeaseHold: 5 * time.Second, LeaseIdle: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releases []func()
+	for range n {
+		r, err := f.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, r)
+	}
+	for _, r := range releases {
+		r()
+	}
+	srv.Shutdown() // the client reconnects for ever: each KV call waits out its timeout
+	start := time.Now()
+	f.Close()
+	// One timeout (5 s) and scheduling, against n of them (40 s) before.
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("Close took %v with %d idle leases and NATS down", took.Round(time.Millisecond), n)
+	}
 }
