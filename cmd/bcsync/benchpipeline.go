@@ -335,6 +335,7 @@ func benchE2E(ctx context.Context, b *broker.Broker, o pipelineBench, out io.Wri
 		p := exec.CommandContext(ctx, exe, "worker", "--config", cfgPath, "--admin-listen", "", "--id", fmt.Sprintf("bench-%d", i+1), "--log-level", "warn", "--log-format", "json")
 		p.Env = append(os.Environ(), sc.SecretEnv+"="+bc.ClientSecret(), sc.KeyEnv+"="+ip.APIKey())
 		p.Stdout, p.Stderr = logf, logf
+		dieWithParent(p)
 		if err := p.Start(); err != nil {
 			return err
 		}
