@@ -110,7 +110,7 @@ func TestShutdownOnTheLastDeliveryRequeues(t *testing.T) {
 	t.Parallel()
 	e := newLoopEnv(t, 2)
 	e.publish(t, 1)
-	stop, err := worker.SafetyNet(context.Background(), e.b.JS, nil, "net-1", zerolog.Nop())
+	stop, err := worker.SafetyNet(context.Background(), e.b.JS, worker.SafetyNetConfig{WorkerID: "net-1", Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

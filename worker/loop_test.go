@@ -508,7 +508,7 @@ func TestSafetyNetMovesUnsettledJobsToTheDLQ(t *testing.T) {
 	}
 	// The advisory was announced while no safety net ran: it was kept, and
 	// the first worker to start handles it.
-	stop, err := worker.SafetyNet(ctx, b.JS, nil, "net-1", zerolog.Nop())
+	stop, err := worker.SafetyNet(ctx, b.JS, worker.SafetyNetConfig{WorkerID: "net-1", Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/bcsync/bcsync/broker"
@@ -27,6 +28,21 @@ type maxDeliveriesAdvisory struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
+// SafetyNetConfig configures SafetyNet.
+type SafetyNetConfig struct {
+	// Failures, when set (the broker.BucketRecords bucket), gives the jobs'
+	// first failure times, as the loop records them.
+	Failures jetstream.KeyValue
+	// WorkerID names this worker in the dead letters.
+	WorkerID string
+	// Log receives a line per job moved.
+	Log zerolog.Logger
+	// Stats and Metrics, when set, count the jobs moved as dead-lettered,
+	// as the loop counts its own.
+	Stats   *Stats
+	Metrics *Metrics
+}
+
 // SafetyNet moves jobs that reached MaxDeliver without being settled (a
 // worker died between its last delivery and its dead letter) to BCSYNC_DLQ,
 // then deletes them from BCSYNC_JOBS, where nobody would deliver them again.
@@ -35,10 +51,7 @@ type maxDeliveriesAdvisory struct {
 // once, and one announced while no worker ran is handled by the next one
 // to start. A letter the loop already stored is not stored twice. The
 // returned function stops it.
-//
-// failures, when not nil (the broker.BucketRecords bucket), gives the jobs'
-// first failure times, as the loop records them.
-func SafetyNet(ctx context.Context, js jetstream.JetStream, failures jetstream.KeyValue, workerID string, log zerolog.Logger) (stop func(), err error) {
+func SafetyNet(ctx context.Context, js jetstream.JetStream, cfg SafetyNetConfig) (stop func(), err error) {
 	cons, err := js.CreateOrUpdateConsumer(ctx, broker.StreamAdvisories, jetstream.ConsumerConfig{
 		Durable:     "bcsync-safety-net",
 		Description: "bcsync workers' safety net",
@@ -48,6 +61,8 @@ func SafetyNet(ctx context.Context, js jetstream.JetStream, failures jetstream.K
 	if err != nil {
 		return nil, fmt.Errorf("worker: safety net consumer: %w", err)
 	}
+	log := cfg.Log
+	failures := failureTimes{kv: cfg.Failures, log: log}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		var a maxDeliveriesAdvisory
 		if err := json.Unmarshal(m.Data(), &a); err != nil || a.StreamSeq == 0 {
@@ -57,14 +72,29 @@ func SafetyNet(ctx context.Context, js jetstream.JetStream, failures jetstream.K
 		}
 		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := rescue(rctx, js, failureTimes{kv: failures, log: log}, a, workerID); err != nil {
+		dl, err := rescue(rctx, js, failures, a, cfg.WorkerID)
+		if err != nil {
 			log.Error().Err(err).Uint64("stream_seq", a.StreamSeq).Msg("could not move a job that reached MaxDeliver to the dead-letter stream; trying again shortly")
 			_ = m.NakWithDelay(5 * time.Second)
 			return
 		}
 		_ = m.Ack()
-		log.Warn().Uint64("stream_seq", a.StreamSeq).Str("consumer", a.Consumer).Uint64("deliveries", a.Deliveries).
-			Msg("job reached MaxDeliver unsettled: moved to the dead-letter stream")
+		if dl == nil {
+			return // settled meanwhile
+		}
+		if cfg.Stats != nil {
+			cfg.Stats.DeadLettered.Add(1)
+		}
+		cfg.Metrics.job(dl.Subscription, dl.Type, "dead_lettered", 0)
+		ev := log.Warn().Uint64("stream_seq", a.StreamSeq).Str("consumer", a.Consumer).Int("attempt", dl.Attempts).
+			Str("subscription", dl.Subscription).Str("type", string(dl.Type)).Str("key", dl.Key)
+		if dl.JobID != "" {
+			ev = ev.Str("job_id", dl.JobID)
+		}
+		if op := jobOp(dl.Body); op != "" {
+			ev = ev.Str("op", op)
+		}
+		ev.Msg("job reached MaxDeliver unsettled: moved to the dead-letter stream")
 	})
 	if err != nil {
 		return nil, fmt.Errorf("worker: safety net: %w", err)
@@ -72,31 +102,42 @@ func SafetyNet(ctx context.Context, js jetstream.JetStream, failures jetstream.K
 	return cc.Stop, nil
 }
 
-// rescue copies the job at a.StreamSeq to the DLQ, then deletes it.
-func rescue(ctx context.Context, js jetstream.JetStream, failures failureTimes, a maxDeliveriesAdvisory, workerID string) error {
+// jobOp is the op of an encoded job, "" when it does not decode.
+func jobOp(body []byte) string {
+	if j, err := messages.Decode(body); err == nil {
+		return string(j.Op)
+	}
+	return ""
+}
+
+// rescue copies the job at a.StreamSeq to the DLQ, then deletes it, and
+// returns the letter; nil when the job was settled meanwhile.
+func rescue(ctx context.Context, js jetstream.JetStream, failures failureTimes, a maxDeliveriesAdvisory, workerID string) (*messages.DeadLetter, error) {
 	s, err := js.Stream(ctx, messages.StreamJobs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	raw, err := s.GetMsg(ctx, a.StreamSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil // settled meanwhile (the loop dead-lettered it after all)
+		return nil, nil // settled meanwhile (the loop dead-lettered it after all)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	job, _ := messages.Decode(raw.Data)
 	dl := newDeadLetter(raw.Subject, raw.Header, raw.Data, messages.StreamJobs, raw.Sequence, job, "")
 	dl.ErrorClass = string(ClassMaxDeliveries)
 	dl.Reason = fmt.Sprintf("delivered %d times without being settled: a worker died or lost NATS on its last delivery", a.Deliveries)
-	dl.Attempts, dl.WorkerID = int(a.Deliveries), workerID
+	// A requeued copy carries its originals' deliveries, as the loop counts.
+	prior, _ := strconv.Atoi(raw.Header.Get(HeaderDeliveries))
+	dl.Attempts, dl.WorkerID = max(prior, 0)+int(a.Deliveries), workerID
 	dl.FirstFailure = firstFailure(ctx, failures, raw.Header, raw.Sequence, a.Deliveries, raw.Time)
 	if err := storeDeadLetter(ctx, js, dl); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("delete job after dead-lettering it: %w", err)
+		return nil, fmt.Errorf("delete job after dead-lettering it: %w", err)
 	}
 	failures.settled(ctx, a.StreamSeq)
-	return nil
+	return dl, nil
 }

@@ -137,7 +137,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		loops = append(loops, l)
 	}
-	stopNet, err := SafetyNet(ctx, opts.Broker.JS, opts.records, opts.ID, log)
+	stopNet, err := SafetyNet(ctx, opts.Broker.JS, SafetyNetConfig{
+		Failures: opts.records, WorkerID: opts.ID, Log: log, Stats: opts.Stats, Metrics: opts.Metrics})
 	if err != nil {
 		return err
 	}
