@@ -79,6 +79,17 @@ type Options struct {
 // ends and every loop drained (see Loop.Run). Streams and consumers are
 // created or updated first.
 func Run(ctx context.Context, cfg *config.Config, opts Options) error {
+	err := run(ctx, cfg, opts)
+	if err != nil && ctx.Err() != nil {
+		// Stopped (SIGTERM) while setting up: no job was taken yet, and
+		// stopping is what was asked.
+		opts.Log.Info().Err(err).Msg("worker stopped while starting")
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if opts.Broker == nil {
 		return errors.New("worker: a broker is required")
 	}

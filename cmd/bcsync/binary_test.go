@@ -23,6 +23,7 @@ import (
 	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 var (
@@ -290,5 +291,44 @@ func TestSimPrintsAWorkingConfiguration(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("sim did not stop when its context ended")
+	}
+}
+
+// Invariant 6: SIGTERM exits 0. A worker still setting up its streams (NATS
+// answers, JetStream does not yet: a cluster without a meta leader, a
+// server still recovering) retries for up to a minute; a SIGTERM meanwhile
+// (a rolling update) once made it exit 1 with "bcsync: context canceled".
+// main cancels run's context on SIGTERM, as this test does.
+func TestWorkerSIGTERMDuringStartUpExitsZero(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}) // no JetStream (yet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	defer srv.Shutdown()
+	bc := bctest.NewServer(bctest.Options{Locations: 1})
+	defer bc.Close()
+	ip := ipaastest.NewServer(ipaastest.Options{})
+	defer ip.Close()
+	sc := newSimConfig("demo", bc, bc.URL(), ip, ip.URL())
+	sc.NATSURL = srv.ClientURL()
+	cfgPath := filepath.Join(t.TempDir(), "bcsync.yaml")
+	if err := os.WriteFile(cfgPath, []byte(renderSimConfig(sc)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(sc.SecretEnv, bc.ClientSecret())
+	t.Setenv(sc.KeyEnv, ip.APIKey())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(2*time.Second, cancel) // SIGTERM
+	var stdout, stderr lockedBuffer
+	start := time.Now()
+	code := run(ctx, []string{"worker", "--config", cfgPath, "--admin-listen", ""}, nil, &stdout, &stderr)
+	if code != 0 {
+		t.Errorf("worker exited %d after SIGTERM during start-up (after %s), want 0; stderr tail:\n%s",
+			code, time.Since(start).Round(time.Millisecond), tailLines(stderr.String(), 300))
 	}
 }
