@@ -10,6 +10,7 @@ import (
 
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -52,8 +53,30 @@ type SafetyNetConfig struct {
 // to start. A letter the loop already stored is not stored twice. The
 // returned function stops it.
 func SafetyNet(ctx context.Context, js jetstream.JetStream, cfg SafetyNetConfig) (stop func(), err error) {
-	cons, err := js.CreateOrUpdateConsumer(ctx, broker.StreamAdvisories, jetstream.ConsumerConfig{
-		Durable:     "bcsync-safety-net",
+	n := &safetyNet{js: js, cfg: cfg, failures: failureTimes{kv: cfg.Failures, log: cfg.Log}, lost: make(chan struct{}, 1)}
+	cc, err := n.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	done, ended := make(chan struct{}), make(chan struct{})
+	go n.keep(cc, done, ended)
+	return func() { close(done); <-ended }, nil
+}
+
+// safetyNetConsumer is the durable consumer of the fleet's safety net.
+const safetyNetConsumer = "bcsync-safety-net"
+
+type safetyNet struct {
+	js       jetstream.JetStream
+	cfg      SafetyNetConfig
+	failures failureTimes
+	lost     chan struct{} // the consumer is gone: make it again
+}
+
+// start creates (or updates) the consumer and consumes it.
+func (n *safetyNet) start(ctx context.Context) (jetstream.ConsumeContext, error) {
+	cons, err := n.js.CreateOrUpdateConsumer(ctx, broker.StreamAdvisories, jetstream.ConsumerConfig{
+		Durable:     safetyNetConsumer,
 		Description: "bcsync workers' safety net",
 		AckPolicy:   jetstream.AckExplicitPolicy,
 		AckWait:     time.Minute,
@@ -61,45 +84,98 @@ func SafetyNet(ctx context.Context, js jetstream.JetStream, cfg SafetyNetConfig)
 	if err != nil {
 		return nil, fmt.Errorf("worker: safety net consumer: %w", err)
 	}
-	log := cfg.Log
-	failures := failureTimes{kv: cfg.Failures, log: log}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var a maxDeliveriesAdvisory
-		if err := json.Unmarshal(m.Data(), &a); err != nil || a.StreamSeq == 0 {
-			log.Warn().Err(err).Msg("unreadable max-deliveries advisory: dropped")
-			_ = m.Term()
-			return
+	cc, err := cons.Consume(n.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		// A deleted consumer shows as a 409, or as missed heartbeats and
+		// pulls nobody answers: keep checks which.
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+			errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders) {
+			select {
+			case n.lost <- struct{}{}:
+			default:
+			}
 		}
-		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		dl, err := rescue(rctx, js, failures, a, cfg.WorkerID)
-		if err != nil {
-			log.Error().Err(err).Uint64("stream_seq", a.StreamSeq).Msg("could not move a job that reached MaxDeliver to the dead-letter stream; trying again shortly")
-			_ = m.NakWithDelay(5 * time.Second)
-			return
-		}
-		_ = m.Ack()
-		if dl == nil {
-			return // settled meanwhile
-		}
-		if cfg.Stats != nil {
-			cfg.Stats.DeadLettered.Add(1)
-		}
-		cfg.Metrics.job(dl.Subscription, dl.Type, "dead_lettered", 0)
-		ev := log.Warn().Uint64("stream_seq", a.StreamSeq).Str("consumer", a.Consumer).Int("attempt", dl.Attempts).
-			Str("subscription", dl.Subscription).Str("type", string(dl.Type)).Str("key", dl.Key)
-		if dl.JobID != "" {
-			ev = ev.Str("job_id", dl.JobID)
-		}
-		if op := jobOp(dl.Body); op != "" {
-			ev = ev.Str("op", op)
-		}
-		ev.Msg("job reached MaxDeliver unsettled: moved to the dead-letter stream")
-	})
+		n.cfg.Log.Debug().Err(err).Msg("safety net: consuming the advisories")
+	}), jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second)) // a deleted consumer noticed in seconds
 	if err != nil {
 		return nil, fmt.Errorf("worker: safety net: %w", err)
 	}
-	return cc.Stop, nil
+	return cc, nil
+}
+
+// keep makes the consumer again whenever it is deleted (an operator, a
+// stream made anew), until done: else jobs that reached MaxDeliver would
+// stay in the job stream, unsettled, with no worker to move them.
+func (n *safetyNet) keep(cc jetstream.ConsumeContext, done <-chan struct{}, ended chan<- struct{}) {
+	defer close(ended)
+	defer func() { cc.Stop() }()
+	for attempt := 0; ; {
+		select {
+		case <-done:
+			return
+		case <-n.lost:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := n.js.Consumer(ctx, broker.StreamAdvisories, safetyNetConsumer)
+		cancel()
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue // there (or NATS unreachable: the client reconnects)
+		}
+		n.cfg.Log.Warn().Str("consumer", safetyNetConsumer).Msg("safety net: its consumer was deleted; making it again")
+		cc.Stop()
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			next, err := n.start(ctx)
+			cancel()
+			if err == nil {
+				cc, attempt = next, 0
+				break
+			}
+			attempt++
+			delay := Backoff{Initial: time.Second, Max: 30 * time.Second}.Delay(attempt, 0)
+			n.cfg.Log.Error().Err(err).Dur("retry_in", delay).Msg("safety net: could not make its consumer again")
+			select {
+			case <-done:
+				return
+			case <-time.After(delay):
+			}
+		}
+	}
+}
+
+// handle moves the job of one max-deliveries advisory to the DLQ.
+func (n *safetyNet) handle(m jetstream.Msg) {
+	log, cfg := n.cfg.Log, n.cfg
+	var a maxDeliveriesAdvisory
+	if err := json.Unmarshal(m.Data(), &a); err != nil || a.StreamSeq == 0 {
+		log.Warn().Err(err).Msg("unreadable max-deliveries advisory: dropped")
+		_ = m.Term()
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dl, err := rescue(rctx, n.js, n.failures, a, cfg.WorkerID)
+	if err != nil {
+		log.Error().Err(err).Uint64("stream_seq", a.StreamSeq).Msg("could not move a job that reached MaxDeliver to the dead-letter stream; trying again shortly")
+		_ = m.NakWithDelay(5 * time.Second)
+		return
+	}
+	_ = m.Ack()
+	if dl == nil {
+		return // settled meanwhile
+	}
+	if cfg.Stats != nil {
+		cfg.Stats.DeadLettered.Add(1)
+	}
+	cfg.Metrics.job(dl.Subscription, dl.Type, "dead_lettered", 0)
+	ev := log.Warn().Uint64("stream_seq", a.StreamSeq).Str("consumer", a.Consumer).Int("attempt", dl.Attempts).
+		Str("subscription", dl.Subscription).Str("type", string(dl.Type)).Str("key", dl.Key)
+	if dl.JobID != "" {
+		ev = ev.Str("job_id", dl.JobID)
+	}
+	if op := jobOp(dl.Body); op != "" {
+		ev = ev.Str("op", op)
+	}
+	ev.Msg("job reached MaxDeliver unsettled: moved to the dead-letter stream")
 }
 
 // jobOp is the op of an encoded job, "" when it does not decode.

@@ -171,3 +171,39 @@ func TestSafetyNetLogLineNamesTheJob(t *testing.T) {
 		}
 	}
 }
+
+// Its consumer deleted (an operator, a stream made anew), the safety net
+// makes it again: it once stopped for good, silently, and jobs that reached
+// MaxDeliver then stayed in the job stream with no one to move them.
+func TestSafetyNetSurvivesItsConsumerBeingDeleted(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 2)
+	ctx := context.Background()
+	var buf syncBuffer
+	stop, err := worker.SafetyNet(ctx, e.b.JS, worker.SafetyNetConfig{WorkerID: "net-1", Log: zerolog.New(&buf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if err := e.b.JS.DeleteConsumer(ctx, broker.StreamAdvisories, "bcsync-safety-net"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the consumer made again", func() bool {
+		_, err := e.b.JS.Consumer(ctx, broker.StreamAdvisories, "bcsync-safety-net")
+		return err == nil
+	})
+	if _, _, err := messages.Publish(ctx, e.b.JS, messages.Job{ID: "dies-3", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "NORTH"}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := broker.EnsureConsumer(ctx, e.b.JS, broker.ConsumerOptions{
+		Subscription: "contoso", MaxDeliver: 2, AckWait: time.Second, MaxAckPending: 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exhaustDeliveries(t, cons, 2)
+	waitFor(t, 15*time.Second, "the job moved to the DLQ", func() bool { return e.streamMsgs(t, messages.StreamDLQ) == 1 })
+	if !strings.Contains(buf.String(), "making it again") {
+		t.Errorf("no log line says the consumer was made again:\n%s", buf.String())
+	}
+}
