@@ -81,6 +81,11 @@ type LoopConfig struct {
 	// failing job first failed, for its dead letter; without it a dead
 	// letter names the job's stored time.
 	Failures jetstream.KeyValue
+	// Recreate, when set, makes the subscription's consumer again; the loop
+	// calls it when its pulls show the consumer gone (an operator deleted
+	// it, or the stream was made anew), so that it does not pull in vain
+	// for ever.
+	Recreate func(ctx context.Context) error
 	// Progress, when set (the broker.BucketProgress bucket), is told the
 	// sequence of each requeued copy of a bulk job's record job (see
 	// RequeuedKey), so that `bcsync init` waits for the copy too.
@@ -247,6 +252,15 @@ func (l *Loop) pull(ctx context.Context, jobs chan<- jetstream.Msg, wg *sync.Wai
 			failures++
 			delay := Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Delay(failures, 0)
 			l.cfg.Log.Warn().Err(err).Dur("retry_in", delay).Msg("pulling jobs failed")
+			if consumerGone(err) && l.cfg.Recreate != nil {
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				if rerr := l.cfg.Recreate(rctx); rerr != nil {
+					l.cfg.Log.Error().Err(rerr).Msg("the subscription's consumer is gone and could not be made again")
+				} else {
+					l.cfg.Log.Warn().Msg("the subscription's consumer was gone: made it again")
+				}
+				cancel()
+			}
 			select {
 			case <-time.After(delay):
 			case <-ctx.Done():
@@ -256,6 +270,15 @@ func (l *Loop) pull(ctx context.Context, jobs chan<- jetstream.Msg, wg *sync.Wai
 		}
 		failures = 0
 	}
+}
+
+// consumerGone reports whether a pull's error says the consumer does not
+// exist: deleted while pulled, or no server answers its pulls. (A
+// JetStream electing a leader answers nobody for a moment too; making the
+// consumer again is then a no-op update.)
+func consumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, nats.ErrNoResponders)
 }
 
 // quiet drops the errors that only mean "no job right now".

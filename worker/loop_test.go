@@ -553,3 +553,32 @@ func TestLoopReleasesEveryRecordLockBeforeRunReturns(t *testing.T) {
 		t.Errorf("%d record locks left after Run returned: %v", len(held), held)
 	}
 }
+
+// A subscription's consumer deleted under a running loop (an operator, a
+// stream made anew) is made again, and the jobs flow on: the loop once
+// pulled in vain for ever, warning, while the worker reported ready.
+func TestLoopMakesItsDeletedConsumerAgain(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	opts := broker.ConsumerOptions{Subscription: "contoso", MaxDeliver: 5, AckWait: 5 * time.Second, MaxAckPending: 1000}
+	var recreated atomic.Int32
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Stats: stats,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return nil }),
+		Recreate: func(ctx context.Context) error {
+			recreated.Add(1)
+			_, err := broker.EnsureConsumer(ctx, e.b.JS, opts)
+			return err
+		}})
+	e.publish(t, 1)
+	waitFor(t, 10*time.Second, "the first job acked", func() bool { return stats.Acked.Load() == 1 })
+	if err := e.b.JS.DeleteConsumer(context.Background(), messages.StreamJobs, broker.ConsumerName("contoso")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the consumer made again", func() bool { return recreated.Load() > 0 })
+	if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{ID: "after", Subscription: "contoso",
+		Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "AFTER"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the job after the deletion acked", func() bool { return stats.Acked.Load() == 2 })
+}

@@ -302,14 +302,19 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 	if err != nil {
 		return nil, err
 	}
-	cons, err := broker.EnsureConsumer(ctx, opts.Broker.JS, broker.ConsumerOptions{
+	consOpts := broker.ConsumerOptions{
 		Subscription:  sub.Name,
 		MaxDeliver:    sub.Worker.MaxDeliver,
 		AckWait:       sub.Worker.AckWait,
 		MaxAckPending: sub.Worker.MaxAckPending,
-	})
+	}
+	cons, err := broker.EnsureConsumer(ctx, opts.Broker.JS, consOpts)
 	if err != nil {
 		return nil, err
+	}
+	recreate := func(ctx context.Context) error {
+		_, err := broker.EnsureConsumer(ctx, opts.Broker.JS, consOpts)
+		return err
 	}
 	// One job per record at a time, fleet-wide, and versions that only move
 	// forward (DESIGN invariant 2).
@@ -337,6 +342,7 @@ func newSubscriptionLoop(ctx context.Context, sub *config.Subscription, opts Opt
 	loop, err = NewLoop(LoopConfig{
 		Subscription: sub.Name,
 		Consumer:     cons,
+		Recreate:     recreate,
 		JS:           opts.Broker.JS,
 		Handler: &Syncer{BC: bc, IPaaS: ip, Versions: records, Subscription: sub.Name,
 			Bulk: &Bulk{BC: bc, JS: opts.Broker.JS, Progress: opts.progress, Subscription: sub.Name, Overlap: opts.DeltaOverlap}},
