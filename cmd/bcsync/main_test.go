@@ -251,3 +251,24 @@ func TestEmptyNATSURLIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// enqueue, init and dlq reach a NATS server that requires TLS with a
+// client certificate, as the worker does with nats.tls: they once took
+// only --nats-url and --creds, so an operator could not use them there.
+func TestCommandsConnectOverMutualTLS(t *testing.T) {
+	t.Parallel()
+	url, f := brokertest.MutualTLSServer(t)
+	ctx := context.Background()
+	tls := []string{"--nats-url", url, "--tls-ca", f.CA, "--tls-cert", f.ClientCert, "--tls-key", f.ClientKey}
+	code, out, errOut := runCmd(t, ctx, "", append([]string{"enqueue", "--subscription", "contoso", "--type", "location", "--key", "EAST"}, tls...)...)
+	if code != 0 || !strings.Contains(out, "published job") {
+		t.Fatalf("enqueue over TLS exited %d:\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut = runCmd(t, ctx, "", append([]string{"dlq", "list"}, tls...)...); code != 0 {
+		t.Errorf("dlq list over TLS exited %d:\n%s\n%s", code, out, errOut)
+	}
+	// Without the client certificate the server refuses the command.
+	if code, out, errOut = runCmd(t, ctx, "", "dlq", "list", "--nats-url", url, "--tls-ca", f.CA); code == 0 {
+		t.Errorf("dlq list without a client certificate exited 0:\n%s\n%s", out, errOut)
+	}
+}

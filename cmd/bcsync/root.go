@@ -98,11 +98,15 @@ func showHelp(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 
 // natsConn is the NATS connection of the commands that talk to a running
 // NATS server (enqueue, init, dlq): --nats-url and --creds.
-type natsConn struct{ url, creds string }
+type natsConn struct{ url, creds, ca, cert, key string }
 
 func (c *natsConn) flags(f *pflag.FlagSet) {
 	f.StringVar(&c.url, "nats-url", envOr("NATS_URL", defaultNATSURL), "NATS server(s), comma-separated (env NATS_URL; default: a worker's embedded server)")
 	f.StringVar(&c.creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
+	// The nats CLI's variables, and the worker's nats.tls settings.
+	f.StringVar(&c.ca, "tls-ca", os.Getenv("NATS_CA"), "CA file that signed the NATS server's certificate (env NATS_CA)")
+	f.StringVar(&c.cert, "tls-cert", os.Getenv("NATS_CERT"), "client certificate file, for a server that verifies clients (env NATS_CERT; with --tls-key)")
+	f.StringVar(&c.key, "tls-key", os.Getenv("NATS_KEY"), "client certificate's key file (env NATS_KEY; with --tls-cert)")
 }
 
 // defaultNATSURL is where a worker without nats.url serves its embedded
@@ -127,7 +131,7 @@ func (c *natsConn) connect(ctx context.Context, name string) (*broker.Broker, er
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	return broker.Connect(ctx, broker.Options{URL: c.url, CredsFile: c.creds, Name: name, Log: zerolog.Nop()})
+	return broker.Connect(ctx, broker.Options{URL: c.url, CredsFile: c.creds, CAFile: c.ca, CertFile: c.cert, KeyFile: c.key, Name: name, Log: zerolog.Nop()})
 }
 
 func envOr(name, def string) string {
