@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,37 +22,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// runLoopAsSet is loopEnv.run without overriding cfg.Backoff, Grace and
-// PollWait when the test sets them.
-func runLoopAsSet(t *testing.T, e *loopEnv, cfg worker.LoopConfig) (stop func()) {
-	t.Helper()
-	cfg.Subscription, cfg.Consumer = "contoso", e.cons
-	if cfg.JS == nil {
-		cfg.JS = e.b.JS
-	}
-	if cfg.MaxDeliver == 0 {
-		cfg.MaxDeliver = 5
-	}
-	if cfg.Backoff == (worker.Backoff{}) {
-		cfg.Backoff = worker.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
-	}
-	if cfg.PollWait == 0 {
-		cfg.PollWait = 200 * time.Millisecond
-	}
-	cfg.Log = zerolog.Nop()
-	l, err := worker.NewLoop(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = l.Run(ctx); close(done) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
-	return stop
-}
-
 // TestNotFoundDuringAnOutageDoesNotCloseTheBreaker: iPaaS.com is down for
 // the whole test (every write answers 503). The breaker trips and holds the
 // jobs. One job for a record BC no longer has (BC answers 404: ClassNotFound)
@@ -68,7 +36,7 @@ func TestNotFoundDuringAnOutageDoesNotCloseTheBreaker(t *testing.T) {
 	e.publish(t, 2) // L0000, L0001
 	stats := &worker.Stats{}
 	br := e.breaker(t, worker.BreakerConfig{Threshold: 2, MinPause: 100 * time.Millisecond, MaxPause: 100 * time.Millisecond})
-	runLoopAsSet(t, e, worker.LoopConfig{MaxDeliver: 2, Stats: stats, Breaker: br, Concurrency: 1,
+	e.run(t, worker.LoopConfig{MaxDeliver: 2, Stats: stats, Breaker: br, Concurrency: 1,
 		// Jobs come back 3 s after failing: time for the 404 job to run.
 		Backoff: worker.Backoff{Initial: 3 * time.Second, Max: 3 * time.Second, Jitter: 0.01},
 		Handler: worker.HandlerFunc(func(_ context.Context, j *messages.Job) error {
@@ -117,7 +85,7 @@ func TestShutdownOnTheLastDeliveryRequeues(t *testing.T) {
 	t.Cleanup(stop)
 	var calls atomic.Int32
 	s1 := &worker.Stats{}
-	stop1 := runLoopAsSet(t, e, worker.LoopConfig{MaxDeliver: 2, Stats: s1, Grace: 100 * time.Millisecond,
+	stop1 := e.run(t, worker.LoopConfig{MaxDeliver: 2, Stats: s1, Grace: 100 * time.Millisecond,
 		Handler: worker.HandlerFunc(func(ctx context.Context, j *messages.Job) error {
 			if calls.Add(1) == 1 {
 				return &ipaasclient.APIError{Status: 503, Message: "blip"} // one transient failure
@@ -132,7 +100,7 @@ func TestShutdownOnTheLastDeliveryRequeues(t *testing.T) {
 	}
 	// Another worker takes over; the job succeeds there.
 	s2 := &worker.Stats{}
-	runLoopAsSet(t, e, worker.LoopConfig{MaxDeliver: 2, Stats: s2,
+	e.run(t, worker.LoopConfig{MaxDeliver: 2, Stats: s2,
 		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return nil })})
 	deadline := time.Now().Add(12 * time.Second)
 	for time.Now().Before(deadline) && s2.Acked.Load() == 0 && e.streamMsgs(t, messages.StreamDLQ) == 0 {
@@ -236,7 +204,7 @@ func TestLostRecordLockStopsTheJob(t *testing.T) {
 	locks := worker.NewRecordLocks(failingPublisher{e.b.JS}, kv, 2*time.Second)
 	var running, overlap atomic.Int32
 	stats := &worker.Stats{}
-	runLoopAsSet(t, e, worker.LoopConfig{Concurrency: 2, Stats: stats, Locks: locks,
+	e.run(t, worker.LoopConfig{Concurrency: 2, Stats: stats, Locks: locks,
 		Handler: worker.HandlerFunc(func(ctx context.Context, j *messages.Job) error {
 			if running.Add(1) > 1 {
 				overlap.Add(1)

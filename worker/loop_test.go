@@ -83,8 +83,12 @@ func (e *loopEnv) run(t *testing.T, cfg worker.LoopConfig) (stop func()) {
 	if cfg.MaxDeliver == 0 {
 		cfg.MaxDeliver = 5
 	}
-	cfg.Backoff = worker.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
-	cfg.PollWait = 200 * time.Millisecond
+	if cfg.Backoff == (worker.Backoff{}) {
+		cfg.Backoff = worker.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	}
+	if cfg.PollWait == 0 {
+		cfg.PollWait = 200 * time.Millisecond
+	}
 	cfg.Log = zerolog.Nop()
 	l, err := worker.NewLoop(cfg)
 	if err != nil {
@@ -485,27 +489,10 @@ func TestSafetyNetMovesUnsettledJobsToTheDLQ(t *testing.T) {
 	if _, _, err := messages.Publish(ctx, b.JS, messages.Job{ID: "dies-1", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "EAST"}); err != nil {
 		t.Fatal(err)
 	}
-	// Two deliveries, neither settled: a worker that dies each time.
-	for i := range 2 {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for range batch.Messages() {
-			n++
-		}
-		if n != 1 {
-			t.Fatalf("delivery %d: got %d messages", i+1, n)
-		}
-	}
-	// The server gives up on it when it would deliver it again: to a worker
-	// still pulling.
-	if batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*time.Second)); err == nil {
-		for m := range batch.Messages() {
-			t.Fatalf("delivered beyond MaxDeliver: %s", m.Subject())
-		}
-	}
+	// Two deliveries, neither settled: a worker that dies each time; the
+	// server gives up on it when it would deliver it again.
+	exhaustDeliveries(t, cons, 2)
+
 	// The advisory was announced while no safety net ran: it was kept, and
 	// the first worker to start handles it.
 	stop, err := worker.SafetyNet(ctx, b.JS, worker.SafetyNetConfig{WorkerID: "net-1", Log: zerolog.Nop()})

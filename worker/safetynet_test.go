@@ -41,6 +41,24 @@ func exhaustDeliveries(t *testing.T, cons jetstream.Consumer, maxDeliver int) {
 	}
 }
 
+// diesOnEveryDelivery publishes job and delivers it MaxDeliver (2) times
+// without settling it, through the subscription's consumer: a worker that
+// died on each delivery. The server then announces its advisory.
+func (e *loopEnv) diesOnEveryDelivery(t *testing.T, job messages.Job) {
+	t.Helper()
+	ctx := context.Background()
+	if _, _, err := messages.Publish(ctx, e.b.JS, job); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := broker.EnsureConsumer(ctx, e.b.JS, broker.ConsumerOptions{
+		Subscription: "contoso", MaxDeliver: 2, AckWait: time.Second, MaxAckPending: 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exhaustDeliveries(t, cons, 2)
+}
+
 // A job the safety net moves to BCSYNC_DLQ is a dead-lettered job: the
 // README lists dead_lettered among bcsync_jobs_total's outcomes, and the
 // worker's "worker stopped" line reports dead_lettered from Stats. Neither
@@ -135,16 +153,7 @@ func TestSafetyNetLogLineNamesTheJob(t *testing.T) {
 	t.Parallel()
 	e := newLoopEnv(t, 2)
 	ctx := context.Background()
-	if _, _, err := messages.Publish(ctx, e.b.JS, messages.Job{ID: "dies-2", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "WEST"}); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := broker.EnsureConsumer(ctx, e.b.JS, broker.ConsumerOptions{
-		Subscription: "contoso", MaxDeliver: 2, AckWait: time.Second, MaxAckPending: 10,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	exhaustDeliveries(t, cons, 2)
+	e.diesOnEveryDelivery(t, messages.Job{ID: "dies-2", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "WEST"})
 	var buf syncBuffer
 	stop, err := worker.SafetyNet(ctx, e.b.JS, worker.SafetyNetConfig{WorkerID: "net-1", Log: zerolog.New(&buf)})
 	if err != nil {
@@ -192,16 +201,7 @@ func TestSafetyNetSurvivesItsConsumerBeingDeleted(t *testing.T) {
 		_, err := e.b.JS.Consumer(ctx, broker.StreamAdvisories, "bcsync-safety-net")
 		return err == nil
 	})
-	if _, _, err := messages.Publish(ctx, e.b.JS, messages.Job{ID: "dies-3", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "NORTH"}); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := broker.EnsureConsumer(ctx, e.b.JS, broker.ConsumerOptions{
-		Subscription: "contoso", MaxDeliver: 2, AckWait: time.Second, MaxAckPending: 10,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	exhaustDeliveries(t, cons, 2)
+	e.diesOnEveryDelivery(t, messages.Job{ID: "dies-3", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "NORTH"})
 	waitFor(t, 15*time.Second, "the job moved to the DLQ", func() bool { return e.streamMsgs(t, messages.StreamDLQ) == 1 })
 	if !strings.Contains(buf.String(), "making it again") {
 		t.Errorf("no log line says the consumer was made again:\n%s", buf.String())
