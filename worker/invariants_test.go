@@ -221,3 +221,40 @@ func TestLostRecordLockStopsTheJob(t *testing.T) {
 		t.Errorf("two jobs for record EAST ran at once: the first kept running after its lock expired")
 	}
 }
+
+// The heartbeat stops a job whose record lock cannot be renewed (here: this
+// worker's JetStream publishes fail, as in TestLostRecordLockStopsTheJob),
+// logging "stopping the job; it is retried". The handler never failed: BC
+// and iPaaS.com answered. The stop once counted toward MaxDeliver, so on
+// the last delivery the job was dead-lettered ("gave up after 2 attempts");
+// it is held now, and requeued on its last delivery.
+func TestLockTroubleIsNotTheJobsFault(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 2)
+	ctx := context.Background()
+	if _, _, err := messages.Publish(ctx, e.b.JS, messages.Job{ID: "slow-1", Subscription: "contoso",
+		Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "EAST"}); err != nil {
+		t.Fatal(err)
+	}
+	kv := brokertest.KV(t, e.b, broker.BucketRecords)
+	locks := worker.NewRecordLocks(failingPublisher{e.b.JS}, kv, 2*time.Second)
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{MaxDeliver: 2, Stats: stats, Locks: locks,
+		Handler: worker.HandlerFunc(func(ctx context.Context, j *messages.Job) error {
+			select {
+			case <-time.After(3 * time.Second): // a slow BC read and iPaaS.com write, which succeed
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})})
+	// Renewals fail for ever here: the job is stopped on each delivery,
+	// held, and requeued on its last one, never dead-lettered.
+	waitFor(t, 30*time.Second, "the job requeued", func() bool {
+		return stats.Requeued.Load() > 0 || stats.DeadLettered.Load() > 0
+	})
+	if n := stats.DeadLettered.Load(); n > 0 {
+		dl := readDLQ(t, e.b.JS, 1)[0]
+		t.Errorf("a job whose handler never failed was dead-lettered (class %q): %s", dl.ErrorClass, dl.Reason)
+	}
+}

@@ -498,7 +498,14 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 		reason = redactor.Redact(explain(err))
 	}
 	down := false
-	if l.cfg.Breaker != nil {
+	switch {
+	case errors.Is(err, ErrLockLost):
+		// Stopped by its heartbeat: this worker could not keep the
+		// record's lock (its NATS trouble), which is not the job's fault.
+		// Held, never counted toward dead-lettering; requeued on the last
+		// delivery.
+		down = true
+	case l.cfg.Breaker != nil:
 		down = l.cfg.Breaker.Record(ctx, class, msg.Subject(), reason)
 	}
 	switch action := Decide(class, attempt, l.cfg.MaxDeliver, down); action {

@@ -103,34 +103,38 @@ func (n *safetyNet) start(ctx context.Context) (jetstream.ConsumeContext, error)
 }
 
 // keep makes the consumer again whenever it is deleted (an operator, a
-// stream made anew), until done: else jobs that reached MaxDeliver would
-// stay in the job stream, unsettled, with no worker to move them.
+// stream made anew), and consumes it again whenever its consumption ended
+// by itself (nats.go ends it on a 409 "consumer deleted", even once
+// another worker made the consumer again), until done: else jobs that
+// reached MaxDeliver would stay in the job stream, unsettled, with no
+// worker to move them.
 func (n *safetyNet) keep(cc jetstream.ConsumeContext, done <-chan struct{}, ended chan<- struct{}) {
 	defer close(ended)
 	defer func() { cc.Stop() }()
-	for attempt := 0; ; {
+	for {
 		select {
 		case <-done:
 			return
+		case <-cc.Closed():
+			n.cfg.Log.Warn().Str("consumer", safetyNetConsumer).Msg("safety net: its consumption ended; starting it again")
 		case <-n.lost:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := n.js.Consumer(ctx, broker.StreamAdvisories, safetyNetConsumer)
+			cancel()
+			if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				continue // there (or NATS unreachable: the client reconnects)
+			}
+			n.cfg.Log.Warn().Str("consumer", safetyNetConsumer).Msg("safety net: its consumer was deleted; making it again")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := n.js.Consumer(ctx, broker.StreamAdvisories, safetyNetConsumer)
-		cancel()
-		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			continue // there (or NATS unreachable: the client reconnects)
-		}
-		n.cfg.Log.Warn().Str("consumer", safetyNetConsumer).Msg("safety net: its consumer was deleted; making it again")
 		cc.Stop()
-		for {
+		for attempt := 1; ; attempt++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			next, err := n.start(ctx)
 			cancel()
 			if err == nil {
-				cc, attempt = next, 0
+				cc = next
 				break
 			}
-			attempt++
 			delay := Backoff{Initial: time.Second, Max: 30 * time.Second}.Delay(attempt, 0)
 			n.cfg.Log.Error().Err(err).Dur("retry_in", delay).Msg("safety net: could not make its consumer again")
 			select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,4 +207,69 @@ func TestSafetyNetSurvivesItsConsumerBeingDeleted(t *testing.T) {
 	if !strings.Contains(buf.String(), "making it again") {
 		t.Errorf("no log line says the consumer was made again:\n%s", buf.String())
 	}
+}
+
+// firstLookupJS is a JetStream whose first Consumer lookup runs hook first: the
+// moment another worker of the fleet makes the safety net's consumer again
+// before this one looked.
+type firstLookupJS struct {
+	jetstream.JetStream
+	once sync.Once
+	hook func()
+}
+
+func (j *firstLookupJS) Consumer(ctx context.Context, stream, name string) (jetstream.Consumer, error) {
+	if stream == broker.StreamAdvisories && name == "bcsync-safety-net" {
+		j.once.Do(j.hook)
+	}
+	return j.JetStream.Consumer(ctx, stream, name)
+}
+
+// Two workers' safety nets; an operator deletes the durable consumer. Both
+// nets' Consume stop (nats.go stops a consume on 409 Consumer Deleted). The
+// first makes the consumer again; the second, finding it there, once went on
+// with its stopped consumption and never consumed again, so once the first
+// worker exited (scaled down), jobs that reached MaxDeliver stayed in the
+// job stream. It consumes again now whenever its consumption ends.
+func TestSafetyNetOfEveryWorkerConsumesAgainAfterADeletion(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 2)
+	ctx := context.Background()
+	var stopA func()
+	created := make(chan struct{})
+	js := &firstLookupJS{JetStream: e.b.JS, hook: func() {
+		// Worker A's net makes the consumer again first.
+		var err error
+		stopA, err = worker.SafetyNet(ctx, e.b.JS, worker.SafetyNetConfig{WorkerID: "net-a", Log: zerolog.Nop()})
+		if err != nil {
+			t.Error(err)
+		}
+		close(created)
+	}}
+	var buf syncBuffer
+	stopB, err := worker.SafetyNet(ctx, js, worker.SafetyNetConfig{WorkerID: "net-b", Log: zerolog.New(&buf).Level(zerolog.DebugLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopB()
+	time.Sleep(time.Second) // B's pull request reaches the server
+	if err := e.b.JS.DeleteConsumer(ctx, broker.StreamAdvisories, "bcsync-safety-net"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-created:
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker B's safety net never looked for its consumer after it was deleted")
+	}
+	time.Sleep(500 * time.Millisecond)
+	stopA() // worker A scaled down; worker B keeps running
+	e.diesOnEveryDelivery(t, messages.Job{ID: "dies-r1", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "SOUTH"})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if e.streamMsgs(t, messages.StreamDLQ) == 1 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("worker B's safety net never moved the job that reached MaxDeliver: its consumer exists, but B's Consume was stopped and never restarted; log:\n%s", strings.TrimSpace(buf.String()))
 }
