@@ -444,11 +444,26 @@ func (l *Loop) heartbeat(msg jetstream.Msg, locks *jobLocks, lost func(error), l
 				if locks == nil {
 					continue
 				}
-				start, failed := time.Now(), false
-				for _, lk := range locks.all() {
-					ctx, cancel := context.WithTimeout(context.Background(), every)
-					err := lk.Renew(ctx)
-					cancel()
+				// Every lock at once, and done two thirds of the TTL after
+				// the last renewal at the latest, so that the check below
+				// comes a third of the TTL before any lock may expire,
+				// however many the job holds.
+				start := time.Now()
+				deadline := start.Add(every)
+				if limit := renewed.Add(2 * l.cfg.Locks.TTL() / 3); limit.Before(deadline) {
+					deadline = limit
+				}
+				ctx, cancel := context.WithDeadline(context.Background(), deadline)
+				held := locks.all()
+				errs := make([]error, len(held))
+				var wg sync.WaitGroup
+				for i, lk := range held {
+					wg.Go(func() { errs[i] = lk.Renew(ctx) })
+				}
+				wg.Wait()
+				cancel()
+				failed := false
+				for _, err := range errs {
 					switch {
 					case errors.Is(err, ErrLockLost):
 						log.Error().Err(err).Msg("record lock lost: stopping the job; it is retried")
