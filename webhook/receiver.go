@@ -61,7 +61,8 @@ type ReceiverConfig struct {
 	Endpoints []Endpoint
 	// MaxBodyBytes caps a notification's body; a larger one is answered
 	// 400. Default DefaultMaxBodyBytes (4 MiB), which holds BC's largest
-	// notification for a clientState of 2,048 printable ASCII characters.
+	// notification for a clientState of 2,048 letters and digits (config
+	// refuses a max_body_bytes too small for the configured one).
 	MaxBodyBytes int64
 	// PublishTimeout bounds the publishing of one notification's jobs;
 	// past it the notification is answered 503, which BC retries.
