@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/config"
-	"github.com/bcsync/bcsync/messages"
 	"github.com/goccy/go-yaml"
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -375,22 +373,9 @@ type scaledObject struct {
 		MinReplicaCount int `yaml:"minReplicaCount"`
 		MaxReplicaCount int `yaml:"maxReplicaCount"`
 		Triggers        []struct {
-			Type              string            `yaml:"type"`
-			Metadata          map[string]string `yaml:"metadata"`
-			AuthenticationRef *struct {
-				Name string `yaml:"name"`
-			} `yaml:"authenticationRef"`
+			Type     string            `yaml:"type"`
+			Metadata map[string]string `yaml:"metadata"`
 		} `yaml:"triggers"`
-	} `yaml:"spec"`
-}
-
-type triggerAuthentication struct {
-	Spec struct {
-		SecretTargetRef []struct {
-			Parameter string `yaml:"parameter"`
-			Name      string `yaml:"name"`
-			Key       string `yaml:"key"`
-		} `yaml:"secretTargetRef"`
 	} `yaml:"spec"`
 }
 
@@ -437,57 +422,40 @@ func TestScaledObject(t *testing.T) {
 		t.Errorf("minReplicaCount %d: want 1..maxReplicaCount (a worker also runs the poller and the safety net)", so.Spec.MinReplicaCount)
 	}
 
-	var sts statefulSetSpec
-	natsManifests := loadManifests(t, natsDir)
-	find(t, natsManifests, "StatefulSet", natsStatefulSet).decode(t, &sts)
-	opts := natsOptions(t)
-	wantEndpoint := fmt.Sprintf("%s.%s.svc.cluster.local:%d", sts.Spec.ServiceName, namespace, opts.HTTPPort)
-	secrets := exampleSecrets(t, kubeDir)
-
-	consumers := map[string]bool{}
+	// KEDA asks the workers' metrics Service for /lag (see serveLag in
+	// cmd/bcsync): one trigger per subscription, on its lag.
+	var svc serviceSpec
+	find(t, w.manifests, "Service", "bcsync-worker-metrics").decode(t, &svc)
+	if len(svc.Spec.Ports) != 1 {
+		t.Fatalf("Service bcsync-worker-metrics: %d ports, want 1", len(svc.Spec.Ports))
+	}
+	wantURL := fmt.Sprintf("http://bcsync-worker-metrics.%s.svc.cluster.local:%d/lag", namespace, svc.Spec.Ports[0].Port)
+	lagged := map[string]bool{}
 	for i, tr := range so.Spec.Triggers {
-		if tr.Type != "nats-jetstream" {
-			t.Errorf("trigger %d: type %q, want nats-jetstream", i, tr.Type)
+		if tr.Type != "metrics-api" {
+			t.Errorf("trigger %d: type %q, want metrics-api (the workers' /lag)", i, tr.Type)
 			continue
 		}
 		md := tr.Metadata
-		if md["stream"] != messages.StreamJobs {
-			t.Errorf("trigger %d: stream %q, want %s", i, md["stream"], messages.StreamJobs)
+		if md["url"] != wantURL {
+			t.Errorf("trigger %d: url %q, want %s", i, md["url"], wantURL)
 		}
-		consumers[md["consumer"]] = true
-		if n, err := strconv.Atoi(md["lagThreshold"]); err != nil || n <= 0 {
-			t.Errorf("trigger %d: lagThreshold %q: want a positive number", i, md["lagThreshold"])
+		if f := md["format"]; f != "" && f != "json" {
+			t.Errorf("trigger %d: format %q, want json", i, f)
 		}
-		if md["natsServerMonitoringEndpoint"] != wantEndpoint {
-			t.Errorf("trigger %d: natsServerMonitoringEndpoint %q, want %s (the headless Service: KEDA reaches the consumer leader as <server_name>.<endpoint>)",
-				i, md["natsServerMonitoringEndpoint"], wantEndpoint)
+		sub, ok := strings.CutPrefix(md["valueLocation"], "subscriptions.")
+		sub, ok2 := strings.CutSuffix(sub, ".lag")
+		if !ok || !ok2 {
+			t.Errorf("trigger %d: valueLocation %q, want subscriptions.<name>.lag", i, md["valueLocation"])
 		}
-		if md["account"] != "" {
-			continue
-		}
-		if tr.AuthenticationRef == nil {
-			t.Errorf("trigger %d: no account and no authenticationRef", i)
-			continue
-		}
-		var ta triggerAuthentication
-		find(t, w.manifests, "TriggerAuthentication", tr.AuthenticationRef.Name).decode(t, &ta)
-		found := false
-		for _, ref := range ta.Spec.SecretTargetRef {
-			if ref.Parameter != "account" {
-				continue
-			}
-			found = true
-			if _, ok := secrets[ref.Name][ref.Key]; !ok {
-				t.Errorf("TriggerAuthentication %s: Secret %s has no key %s in secret.example.yaml", tr.AuthenticationRef.Name, ref.Name, ref.Key)
-			}
-		}
-		if !found {
-			t.Errorf("TriggerAuthentication %s gives no account", tr.AuthenticationRef.Name)
+		lagged[sub] = true
+		if n, err := strconv.Atoi(md["targetValue"]); err != nil || n <= 0 {
+			t.Errorf("trigger %d: targetValue %q: want a positive number", i, md["targetValue"])
 		}
 	}
 	for _, s := range w.cfg.Subscriptions {
-		if !consumers[broker.ConsumerName(s.Name)] {
-			t.Errorf("no trigger on consumer %s of subscription %s", broker.ConsumerName(s.Name), s.Name)
+		if !lagged[s.Name] {
+			t.Errorf("no trigger on the lag of subscription %s", s.Name)
 		}
 	}
 }

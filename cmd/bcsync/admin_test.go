@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bcsync/bcsync/bcclient/bctest"
+	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
 	"github.com/bcsync/bcsync/messages"
@@ -59,6 +62,9 @@ func TestWorkerBinaryServesMetricsAndProbes(t *testing.T) {
 	if code, body := httpGet("http://" + admin + "/healthz"); code != 200 {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
+	if code, body := httpGet("http://" + admin + "/lag"); code != 200 || !strings.Contains(body, `"demo":{"pending":0,"ack_pending":0,"lag":0}`) {
+		t.Errorf("/lag once every job is settled: %d %s", code, body)
+	}
 	var metrics string
 	waitUntil(t, 10*time.Second, "5 acked jobs in /metrics", func() bool {
 		_, metrics = httpGet("http://" + admin + "/metrics")
@@ -103,7 +109,7 @@ func TestReadyzWithoutNATS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addr := freeAddr(t)
-	stop, err := serveAdmin(ctx, addr, prometheus.NewRegistry(), b, zerolog.Nop())
+	stop, err := serveAdmin(ctx, addr, prometheus.NewRegistry(), b, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +123,63 @@ func TestReadyzWithoutNATS(t *testing.T) {
 	}
 	if code, _ := httpGet("http://" + addr + "/healthz"); code != 200 {
 		t.Errorf("/healthz without NATS: %d", code)
+	}
+}
+
+// /lag answers each subscription's backlog, read from its consumer, as
+// KEDA's metrics-api scaler reads it (valueLocation
+// subscriptions.<name>.lag); 503 when a consumer cannot be read.
+func TestLagEndpoint(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	for _, sub := range []string{"contoso", "fabrikam"} {
+		if _, err := broker.EnsureConsumer(ctx, b.JS, broker.ConsumerOptions{Subscription: sub, MaxDeliver: 5, AckWait: time.Minute, MaxAckPending: 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 7 {
+		if _, _, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: fmt.Sprintf("L%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two delivered and not settled: they count too.
+	cons, err := b.JS.Consumer(ctx, messages.StreamJobs, broker.ConsumerName("contoso"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() {
+	}
+	addr := freeAddr(t)
+	stop, err := serveAdmin(ctx, addr, prometheus.NewRegistry(), b, []string{"contoso", "fabrikam"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	code, body := httpGet("http://" + addr + "/lag")
+	var got lagJSON
+	if code != 200 || json.Unmarshal([]byte(body), &got) != nil {
+		t.Fatalf("/lag: %d %s", code, body)
+	}
+	if c := got.Subscriptions["contoso"]; c.Pending != 5 || c.AckPending != 2 || c.Lag != 7 {
+		t.Errorf("contoso: %+v, want 5 pending, 2 unsettled, lag 7", c)
+	}
+	if f, ok := got.Subscriptions["fabrikam"]; !ok || f.Lag != 0 {
+		t.Errorf("fabrikam: %+v (present %v), want lag 0", f, ok)
+	}
+	// A subscription whose consumer is missing: no number to scale on.
+	addr2 := freeAddr(t)
+	stop2, err := serveAdmin(ctx, addr2, prometheus.NewRegistry(), b, []string{"nobody"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop2()
+	if code, body := httpGet("http://" + addr2 + "/lag"); code != http.StatusServiceUnavailable || !strings.Contains(body, "nobody") {
+		t.Errorf("/lag of a subscription without a consumer: %d %s, want 503 naming it", code, body)
 	}
 }
 

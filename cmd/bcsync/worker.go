@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/bcsync/bcsync/config"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -56,7 +58,11 @@ bounds the heap).`,
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			metrics := worker.NewMetrics(reg)
 			if admin != "" {
-				stop, err := serveAdmin(cmd.Context(), admin, reg, b, log)
+				names := subs
+				if len(names) == 0 {
+					names = cfg.Names()
+				}
+				stop, err := serveAdmin(cmd.Context(), admin, reg, b, names, log)
 				if err != nil {
 					return err
 				}
@@ -80,14 +86,16 @@ bounds the heap).`,
 	f.DurationVar(&grace, "grace", 25*time.Second, "how long in-flight jobs may finish after SIGTERM")
 	f.StringVar(&listen, "embedded-listen", "127.0.0.1:4222", "address of the embedded NATS server (used only without a NATS URL)")
 	f.StringVar(&id, "id", "", "worker id in logs and dead letters (default hostname-pid)")
-	f.StringVar(&admin, "admin-listen", ":9090", "address of /metrics (Prometheus), /healthz and /readyz; empty: none")
+	f.StringVar(&admin, "admin-listen", ":9090", "address of /metrics (Prometheus), /healthz, /readyz and /lag; empty: none")
 	return cmd
 }
 
-// serveAdmin serves /metrics, /healthz (the process runs) and /readyz (NATS
-// is connected and the job streams answer) on addr until stop.
-func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, b *broker.Broker, log zerolog.Logger) (stop func(), err error) {
+// serveAdmin serves /metrics, /healthz (the process runs), /readyz (NATS
+// is connected and the job streams answer) and /lag (the backlog of the
+// subscriptions subs, for KEDA) on addr until stop.
+func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, b *broker.Broker, subs []string, log zerolog.Logger) (stop func(), err error) {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /lag", func(w http.ResponseWriter, r *http.Request) { serveLag(w, r, b, subs) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -111,12 +119,50 @@ func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, b *b
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	log.Info().Str("addr", ln.Addr().String()).Msg("admin endpoints: /metrics, /healthz, /readyz")
+	log.Info().Str("addr", ln.Addr().String()).Msg("admin endpoints: /metrics, /healthz, /readyz, /lag")
 	return func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}, nil
+}
+
+// lagJSON is what /lag answers: per subscription, its consumer's jobs
+// waiting for delivery, those delivered and not yet settled, and their sum
+// (the backlog KEDA scales the workers on).
+type lagJSON struct {
+	Subscriptions map[string]subscriptionLag `json:"subscriptions"`
+}
+
+type subscriptionLag struct {
+	Pending    uint64 `json:"pending"`
+	AckPending int    `json:"ack_pending"`
+	Lag        uint64 `json:"lag"`
+}
+
+// serveLag answers the backlog of every subscription in subs, read from its
+// JetStream consumer (the same from every worker: the consumer is the
+// fleet's), or 503 when one cannot be read, so that KEDA keeps the fleet as
+// it is rather than scale on a wrong number.
+func serveLag(w http.ResponseWriter, r *http.Request, b *broker.Broker, subs []string) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	out := lagJSON{Subscriptions: map[string]subscriptionLag{}}
+	for _, sub := range subs {
+		c, err := b.JS.Consumer(ctx, messages.StreamJobs, broker.ConsumerName(sub))
+		var info *jetstream.ConsumerInfo
+		if err == nil {
+			info, err = c.Info(ctx)
+		}
+		if err != nil {
+			http.Error(w, "lag of subscription "+sub+": "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		out.Subscriptions[sub] = subscriptionLag{Pending: info.NumPending, AckPending: info.NumAckPending,
+			Lag: info.NumPending + uint64(max(info.NumAckPending, 0))}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 // connectFromConfig connects to the NATS of the configuration, or starts the
