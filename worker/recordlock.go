@@ -262,7 +262,76 @@ type Version struct {
 	// ID is the BC id recorded with it (its alias exists), or "".
 	ID string
 
-	rev uint64 // the key's revision; 0 when absent
+	rev   uint64      // the key's revision; 0 when absent
+	alias *aliasEntry // the alias of the record's BC id, when read (see aliasOf)
+}
+
+// aliasEntry is what an alias key holds: the external id the BC record was
+// last written under, and that write's lastModifiedDateTime (zero in values
+// written before times were kept, or by Alias).
+type aliasEntry struct {
+	Ext   string
+	At    time.Time
+	Found bool
+}
+
+// aliasTimed starts an alias value that carries its time: "v2", NUL, the
+// time, NUL, the external id. An external id is printable, so it holds no
+// NUL; a value without the mark is the external id alone.
+const aliasTimed = "v2\x00"
+
+func formatAlias(ext string, at time.Time) []byte {
+	if at.IsZero() {
+		return []byte(ext)
+	}
+	return []byte(aliasTimed + at.UTC().Format(time.RFC3339Nano) + "\x00" + ext)
+}
+
+func parseAlias(v []byte) aliasEntry {
+	rest, timed := strings.CutPrefix(string(v), aliasTimed)
+	if !timed {
+		return aliasEntry{Ext: string(v), Found: true}
+	}
+	ts, ext, _ := strings.Cut(rest, "\x00")
+	at, _ := time.Parse(time.RFC3339Nano, ts)
+	return aliasEntry{Ext: ext, At: at, Found: true}
+}
+
+// aliasOf reads the alias of the BC record id id.
+func (r *RecordLocks) aliasOf(ctx context.Context, subscription string, typ messages.Type, id string) (aliasEntry, error) {
+	k, err := recordKey(aliasKeyPrefix, subscription, typ, strings.ToLower(id))
+	if err != nil {
+		return aliasEntry{}, fmt.Errorf("worker: record alias: %w", err)
+	}
+	e, err := r.kv.Get(ctx, k)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return aliasEntry{}, nil
+	case err != nil:
+		return aliasEntry{}, fmt.Errorf("worker: record alias: read %s: %w", k, err)
+	}
+	return parseAlias(e.Value()), nil
+}
+
+// WrittenElsewhere reports, for a record read from BC with BC id id,
+// external id ext and lastModifiedDateTime modified, whether a newer state
+// of it was written under another external id (BC renamed its code, and
+// this read or snapshot predates the rename): such a read is stale too. It
+// reads the record's alias, and keeps it in prior for Record. Nothing is
+// read when prior already names id: the record was last written under ext.
+func (r *RecordLocks) WrittenElsewhere(ctx context.Context, subscription string, typ messages.Type, ext, id string, modified time.Time, prior *Version) (string, bool, error) {
+	if !messages.IsGUID(id) || strings.EqualFold(prior.ID, id) {
+		return "", false, nil
+	}
+	a, err := r.aliasOf(ctx, subscription, typ, id)
+	if err != nil {
+		return "", false, err
+	}
+	prior.alias = &a
+	if a.Found && a.Ext != ext && !modified.IsZero() && a.At.After(modified) {
+		return a.Ext, true, nil
+	}
+	return "", false, nil
 }
 
 // A version's value is "<RFC3339Nano time>" or "<time> <BC id>": readable in
@@ -316,9 +385,11 @@ func (v Version) Stale(modified time.Time) bool {
 // prior, the Version read before the write. The recorded version only moves
 // forward: an older modified than the one recorded is ignored, and so is a
 // zero one; a recorded value that is not a time is replaced. The alias
-// (id -> key, see Alias) is written when id is new. In the usual case that
-// is one KV write for the version and, for a record seen for the first
-// time, one for its alias.
+// (id -> key and modified, see Alias) is written when the version does not
+// name id yet (a new record, or one renamed), and the former external id's
+// version stops naming id. In the usual case that is one KV write for the
+// version and, for a record seen for the first time, a read and a write
+// for its alias.
 func (r *RecordLocks) Record(ctx context.Context, subscription string, typ messages.Type, key string, prior Version, modified time.Time, id string) error {
 	if modified.IsZero() {
 		return r.Alias(ctx, subscription, typ, id, key)
@@ -335,12 +406,76 @@ func (r *RecordLocks) Record(ctx context.Context, subscription string, typ messa
 	if err != nil {
 		return fmt.Errorf("worker: record alias: %w", err)
 	}
+	old := prior.alias
+	if old == nil {
+		a, err := r.aliasOf(ctx, subscription, typ, id)
+		if err != nil {
+			return err
+		}
+		old = &a
+	}
 	// The alias first: the version names the id only once the alias is
 	// there, so a failure between the two writes the alias again on retry.
-	if _, err := r.kv.Put(ctx, ak, []byte(key)); err != nil {
+	if _, err := r.kv.Put(ctx, ak, formatAlias(key, maxTime(modified, old.At, old.Ext == key))); err != nil {
 		return fmt.Errorf("worker: record alias: write %s: %w", ak, err)
 	}
+	if old.Found && old.Ext != key && old.Ext != "" {
+		// Renamed: the former external id's version must stop naming this
+		// record, or a rename back would find it named there and leave the
+		// alias behind.
+		if err := r.forgetID(ctx, subscription, typ, old.Ext, id); err != nil {
+			return err
+		}
+	}
 	return r.written(ctx, subscription, typ, key, modified, id, &prior)
+}
+
+// maxTime is the later of a and b when same (an alias kept at its external
+// id never goes back in time), else a.
+func maxTime(a, b time.Time, same bool) time.Time {
+	if same && b.After(a) {
+		return b
+	}
+	return a
+}
+
+// forgetID removes id from the version of the record whose external id is
+// key, if that version names it: the record of id has another external id
+// now.
+func (r *RecordLocks) forgetID(ctx context.Context, subscription string, typ messages.Type, key, id string) error {
+	k, err := recordKey(versionKeyPrefix, subscription, typ, key)
+	if err != nil {
+		return fmt.Errorf("worker: record version: %w", err)
+	}
+	for {
+		e, err := r.kv.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("worker: record version: read %s: %w", k, err)
+		}
+		t, named, perr := parseVersion(e.Value())
+		if perr != nil || !strings.EqualFold(named, id) {
+			return nil
+		}
+		_, err = r.kv.Update(ctx, k, formatVersion(t, ""), e.Revision())
+		if broker.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("worker: record version: write %s: %w", k, err)
+		}
+		return nil
+	}
+}
+
+// Deleted records that the record whose external id is key was deleted in
+// BC at at (its delete job's time, or now): a snapshot or read of it from
+// before then, run after the delete, is stale and does not bring it back.
+// The version only moves forward, and keeps its BC id.
+func (r *RecordLocks) Deleted(ctx context.Context, subscription string, typ messages.Type, key string, at time.Time) error {
+	return r.written(ctx, subscription, typ, key, at, "", nil)
 }
 
 // written sets the version by compare-and-set, starting from prior when
@@ -415,6 +550,11 @@ func recordKey(prefix, subscription string, typ messages.Type, key string) (stri
 // maxRecordToken become "h=" and the key's SHA-256; neither a plain token
 // (no "=") nor an encoded one (starting with "=") can look like that.
 func recordToken(key string) string {
+	if messages.IsGUID(key) {
+		// BC ids ignore case: one record, one lock, whichever case a job
+		// names it in.
+		key = strings.ToLower(key)
+	}
 	tok := messages.KeyToken(key)
 	if rest, ok := strings.CutPrefix(tok, "~"); ok {
 		tok = "=" + rest
@@ -446,7 +586,7 @@ func (r *RecordLocks) Alias(ctx context.Context, subscription string, typ messag
 	if err != nil {
 		return fmt.Errorf("worker: record alias: %w", err)
 	}
-	if e, err := r.kv.Get(ctx, k); err == nil && string(e.Value()) == ext {
+	if e, err := r.kv.Get(ctx, k); err == nil && parseAlias(e.Value()).Ext == ext {
 		return nil
 	}
 	if _, err := r.kv.Put(ctx, k, []byte(ext)); err != nil {
@@ -468,5 +608,5 @@ func (r *RecordLocks) Resolve(ctx context.Context, subscription string, typ mess
 	case err != nil:
 		return "", false, fmt.Errorf("worker: record alias: read %s: %w", k, err)
 	}
-	return string(e.Value()), true, nil
+	return parseAlias(e.Value()).Ext, true, nil
 }

@@ -184,6 +184,14 @@ func upsert[B any, R ipaasclient.Record](
 			zerolog.Ctx(ctx).Info().Time("modified", mod).Msg("BC read older than the version at iPaaS.com: not written")
 			return nil
 		}
+		// A read of a record BC renamed since: its newer state went to
+		// iPaaS.com under the new code.
+		if code, stale, err := s.Versions.WrittenElsewhere(ctx, s.Subscription, job.Type, ext, id, mod, &prior); err != nil {
+			return err
+		} else if stale {
+			zerolog.Ctx(ctx).Info().Time("modified", mod).Str("written_as", code).Msg("BC read older than what was written of the record under its newer code: not written")
+			return nil
+		}
 	}
 	out, err := mapf(rec)
 	if err != nil {
@@ -245,13 +253,37 @@ func (s *Syncer) delete(ctx context.Context, job *messages.Job) error {
 		if err := lockRecord(ctx, job.Type, ext); err != nil {
 			return err
 		}
+		// The code may have gone to another record since (this one was
+		// renamed, then deleted before its rename was synced): its version
+		// names the record that holds it now.
+		v, err := s.Versions.Version(ctx, s.Subscription, job.Type, ext)
+		if err != nil {
+			return err
+		}
+		if v.ID != "" && !strings.EqualFold(v.ID, key) {
+			zerolog.Ctx(ctx).Info().Str("code", ext).Msg("delete of a record whose code another record has now: nothing to deactivate")
+			return nil
+		}
 		key = ext
 	}
 	found, err := s.IPaaS.Deactivate(ctx, kind, key)
-	if err == nil && !found {
+	if err != nil {
+		return err
+	}
+	if !found {
 		zerolog.Ctx(ctx).Info().Msg("delete of a record not linked at iPaaS.com: nothing to deactivate")
 	}
-	return err
+	if s.Versions != nil {
+		// A snapshot or read from before the delete, run after it, is
+		// stale now: it must not bring the record back.
+		// Only with BC's time of the delete (a webhook's): this worker's
+		// clock could run ahead of BC's and hold back a record made anew
+		// with the same code.
+		if !job.ChangedAt.IsZero() {
+			return s.Versions.Deleted(ctx, s.Subscription, job.Type, key, job.ChangedAt)
+		}
+	}
+	return nil
 }
 
 // sameKey reports whether a snapshot's id or code is the job's key (GUIDs
