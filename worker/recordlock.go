@@ -407,25 +407,41 @@ func (r *RecordLocks) Record(ctx context.Context, subscription string, typ messa
 		return fmt.Errorf("worker: record alias: %w", err)
 	}
 	old := prior.alias
-	if old == nil {
-		a, err := r.aliasOf(ctx, subscription, typ, id)
-		if err != nil {
-			return err
+	if old == nil || (old.Found && old.Ext != key) {
+		// Renamed (or not known): the former external id's version must
+		// stop naming this record, or a rename back would find it named
+		// there and leave the alias behind. Under that record's lock, so
+		// that a job keyed by the former id cannot name it there again
+		// meanwhile; read again under the lock, and the claim cleared
+		// before the alias moves, so that a retry after a failure finds the
+		// alias where it was and clears again.
+		for range 3 {
+			if old != nil && old.Found && old.Ext != key && old.Ext != "" {
+				if err := lockRecord(ctx, typ, old.Ext); err != nil {
+					return err
+				}
+			}
+			a, err := r.aliasOf(ctx, subscription, typ, id)
+			if err != nil {
+				return err
+			}
+			moved := old == nil || a.Ext != old.Ext
+			old = &a
+			if !moved || !a.Found || a.Ext == key || a.Ext == "" {
+				break
+			}
 		}
-		old = &a
+		if old.Found && old.Ext != key && old.Ext != "" {
+			if err := r.forgetID(ctx, subscription, typ, old.Ext, id); err != nil {
+				return err
+			}
+		}
 	}
-	// The alias first: the version names the id only once the alias is
-	// there, so a failure between the two writes the alias again on retry.
+	// The alias before the version: the version names the id only once the
+	// alias is there, so a failure between the two writes the alias again
+	// on retry.
 	if _, err := r.kv.Put(ctx, ak, formatAlias(key, maxTime(modified, old.At, old.Ext == key))); err != nil {
 		return fmt.Errorf("worker: record alias: write %s: %w", ak, err)
-	}
-	if old.Found && old.Ext != key && old.Ext != "" {
-		// Renamed: the former external id's version must stop naming this
-		// record, or a rename back would find it named there and leave the
-		// alias behind.
-		if err := r.forgetID(ctx, subscription, typ, old.Ext, id); err != nil {
-			return err
-		}
 	}
 	return r.written(ctx, subscription, typ, key, modified, id, &prior)
 }

@@ -10,16 +10,20 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bcsync/bcsync/bcclient/bctest"
 	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -269,5 +273,181 @@ func TestDeleteByGUIDLeavesTheRecordThatReusedTheCode(t *testing.T) {
 	runJob(t, e, messages.Job{Type: messages.TypeLocation, Op: messages.OpDelete, Key: ga}, 4)
 	if _, ok := e.ip.Lookup("location", c); !ok {
 		t.Errorf("location %s (now BC id %s, never deleted) was deactivated by the delete of %s, its former holder", c, gb, ga)
+	}
+}
+
+// holdCodeRead holds the answer of the first BC GET, once armed,
+// whose decoded query names match (a read of a record by its code).
+type holdCodeRead struct {
+	match         string
+	armed         *atomic.Bool
+	read, release chan struct{}
+	once          *sync.Once
+}
+
+func (h holdCodeRead) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if h.armed.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Query().Get("$filter"), h.match) {
+		first := false
+		h.once.Do(func() { first = true })
+		if first {
+			close(h.read)
+			<-h.release
+		}
+	}
+	return resp, err
+}
+
+// A job keyed by the code C reads the record (changed, code still C) while
+// BC renames C -> X and the rename's job (keyed by g: it holds g and X)
+// syncs it. The rename's job once cleared C's claim on g at once, and the
+// job of C, going on with its stale copy of the version, named g there
+// again: after a rename back, the alias stayed at X and BC's delete
+// deactivated X, leaving C active. The rename's job now takes C's lock
+// before it clears C's claim, so it waits for the job of C.
+func TestRenameWaitsForAJobOfTheFormerCode(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 1}})
+	c := e.bc.LocationCodes()[0]
+	g := recordIDs(t, e.bc, bctest.SetLocations, []string{c})[0]
+	const x = "RENAMED"
+	ht := holdCodeRead{match: "'" + c + "'", armed: new(atomic.Bool), read: make(chan struct{}), release: make(chan struct{}), once: new(sync.Once)}
+	e.startWorker("w1", zerolog.Nop(), &http.Client{Transport: ht, Timeout: 30 * time.Second})
+	up := func(key string) messages.Job {
+		return messages.Job{Type: messages.TypeLocation, Op: messages.OpUpsert, Key: key}
+	}
+	runJob(t, e, up(g), 1) // synced as C
+
+	// BC changes the record (its code stays C); a job for C reads it...
+	time.Sleep(5 * time.Millisecond)
+	if !e.bc.UpdateLocation(c, func(f map[string]any) { f["displayName"] = "changed" }) {
+		t.Fatal("update failed")
+	}
+	ht.armed.Store(true)
+	if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: c}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ht.read:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job of the code never read the record")
+	}
+	time.Sleep(200 * time.Millisecond)
+	// ...BC renames it C -> X and the rename's job syncs it.
+	time.Sleep(5 * time.Millisecond)
+	if !e.bc.Rename(bctest.SetLocations, c, x) {
+		t.Fatal("rename failed")
+	}
+	// The rename's job runs while the job of C is held: it must wait for C
+	// (the code it takes the record from) before it clears C's claim.
+	if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: g}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	// The job of C finishes with its read from before the rename.
+	close(ht.release)
+	waitFor(t, 20*time.Second, "both jobs acked", func() bool { return e.stats.Acked.Load() >= 3 })
+	if got := resolveAlias(t, e, g); got != x {
+		t.Fatalf("after the rename, the alias of %s resolves to %q, want %q", g, got, x)
+	}
+
+	logRecordState(t, e, c, x, g)
+	// BC renames it back X -> C, and that is synced.
+	time.Sleep(5 * time.Millisecond)
+	if !e.bc.Rename(bctest.SetLocations, x, c) {
+		t.Fatal("rename back failed")
+	}
+	runJob(t, e, up(g), 4)
+	if got := resolveAlias(t, e, g); got != c {
+		t.Errorf("after the rename back to %s, the alias of %s resolves to %q", c, g, got)
+	}
+	logRecordState(t, e, c, x, g)
+	// BC deletes the record.
+	runJob(t, e, messages.Job{Type: messages.TypeLocation, Op: messages.OpDelete, Key: g}, 5)
+	if _, ok := e.ip.Lookup("location", c); ok {
+		t.Errorf("location %s (BC id %s, deleted in BC) is still active at iPaaS.com", c, g)
+	}
+}
+
+func logRecordState(t *testing.T, e *e2e, c, x, g string) {
+	ctx := context.Background()
+	kv, _ := e.b.JS.KeyValue(ctx, broker.BucketRecords)
+	rl := worker.NewRecordLocks(e.b.JS, kv, time.Minute)
+	vc, _ := rl.Version(ctx, "contoso", messages.TypeLocation, c)
+	vx, _ := rl.Version(ctx, "contoso", messages.TypeLocation, x)
+	a, _, _ := rl.Resolve(ctx, "contoso", messages.TypeLocation, g)
+	t.Logf("ver C %+v ver X %+v alias %s", vc, vx, a)
+}
+
+// failVersionGet fails every Get of one key while armed: NATS failing
+// the request (or the worker dying) between Record's alias write and
+// its forgetID.
+type failVersionGet struct {
+	jetstream.KeyValue
+	key   string
+	armed atomic.Bool
+}
+
+func (f *failVersionGet) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if f.armed.Load() && key == f.key {
+		return nil, errors.New("review: injected KV failure")
+	}
+	return f.KeyValue.Get(ctx, key)
+}
+
+// reviewUpsert runs the version steps of one upsert as worker/sync.go
+// does: Version, Stale, WrittenElsewhere, (the write), Record.
+func reviewUpsert(ctx context.Context, rl *worker.RecordLocks, ext, id string, mod time.Time) (bool, error) {
+	prior, err := rl.Version(ctx, "contoso", messages.TypeLocation, ext)
+	if err != nil {
+		return false, err
+	}
+	if prior.Stale(mod) {
+		return false, nil
+	}
+	if _, stale, err := rl.WrittenElsewhere(ctx, "contoso", messages.TypeLocation, ext, id, mod, &prior); err != nil || stale {
+		return false, err
+	}
+	return true, rl.Record(ctx, "contoso", messages.TypeLocation, ext, prior, mod, id)
+}
+
+// Record once wrote the alias first, then cleared the former code's claim.
+// A failure between the two (a KV error, or the worker dying) was retried
+// with the job, but the retry found the alias already at the new code and
+// never cleared the claim: a rename back then left the alias at the
+// intermediate code, and BC's delete deactivated that one. The claim is
+// now cleared before the alias moves.
+func TestRenameClearsTheFormerClaimOnRetry(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	kv := &failVersionGet{KeyValue: brokertest.KV(t, b, broker.BucketRecords), key: "ver.contoso.location.EAST"}
+	rl := worker.NewRecordLocks(b.JS, kv, time.Minute)
+	ctx := context.Background()
+	const g = "5d1c2c0e-8f8a-4b53-9a3e-0c1d2e3f4a5b"
+	t1 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	t2, t3 := t1.Add(time.Minute), t1.Add(2*time.Minute)
+
+	if _, err := reviewUpsert(ctx, rl, "EAST", g, t1); err != nil { // synced as EAST
+		t.Fatal(err)
+	}
+	// Renamed EAST -> WEST; the first attempt fails in forgetID...
+	kv.armed.Store(true)
+	if _, err := reviewUpsert(ctx, rl, "WEST", g, t2); err == nil {
+		t.Fatal("the injected failure did not fail Record")
+	}
+	kv.armed.Store(false)
+	// ...and the job's retry succeeds.
+	if _, err := reviewUpsert(ctx, rl, "WEST", g, t2); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rl.Version(ctx, "contoso", messages.TypeLocation, "EAST"); err != nil || v.ID != "" {
+		t.Errorf("after the rename EAST -> WEST was synced (on retry), EAST's version still names %q (err %v)", v.ID, err)
+	}
+	// Renamed back WEST -> EAST, synced.
+	if wrote, err := reviewUpsert(ctx, rl, "EAST", g, t3); err != nil || !wrote {
+		t.Fatalf("rename back: wrote %v, err %v", wrote, err)
+	}
+	if ext, _, err := rl.Resolve(ctx, "contoso", messages.TypeLocation, g); err != nil || ext != "EAST" {
+		t.Errorf("after the rename back to EAST, the alias of the record resolves to %q (err %v): its delete would deactivate that one and leave EAST active", ext, err)
 	}
 }
