@@ -88,6 +88,40 @@ func defaultThrottling(st *state, path string, t *Throttling, def Throttling) {
 	}
 }
 
+// plainEnvName reports whether name looks like an environment variable's
+// name as people write them (upper case, and with a '_' when long), rather
+// than like a secret pasted in its place (random letters and digits, such
+// as the hex of `openssl rand -hex 32`).
+func plainEnvName(name string) bool {
+	if name != strings.ToUpper(name) {
+		return false
+	}
+	return len(name) <= 24 || strings.Contains(name, "_")
+}
+
+// checkScope says what is wrong with an OAuth scope for BC, or "": it must
+// be a resource followed by /.default, and that resource Business Central's
+// (its API URL, in any cloud, or its application id).
+func checkScope(scope string) string {
+	resource, ok := strings.CutSuffix(scope, "/.default")
+	switch {
+	case !ok:
+		return "must end in /.default for the client credentials grant"
+	case resource == "":
+		return "names no resource before /.default"
+	case guidRE.MatchString(resource):
+		return ""
+	}
+	u, err := url.Parse(resource)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return "must be Business Central's resource followed by /.default"
+	}
+	if !strings.Contains(strings.ToLower(u.Hostname()), "businesscentral") {
+		return fmt.Sprintf("names the resource %s, not Business Central: a token for it is refused by BC", u.Host)
+	}
+	return ""
+}
+
 // validate checks every setting, normalizes a few (URLs lose a trailing
 // slash, log settings are lower-cased) and resolves the secrets.
 func validate(st *state, cfg *Config, env func(string) (string, bool)) {
@@ -240,9 +274,8 @@ func validateSubscription(st *state, p string, s *Subscription, env func(string)
 	case !guidRE.MatchString(s.ClientID):
 		st.add(p+".client_id", "not a GUID", clientFix)
 	}
-	if !strings.HasSuffix(s.Scope, "/.default") {
-		st.add(p+".scope", "must end in /.default for the client credentials grant",
-			"set it to "+DefaultScope+" or remove it")
+	if problem := checkScope(s.Scope); problem != "" {
+		st.add(p+".scope", problem, "set it to "+DefaultScope+" or remove it")
 	}
 	if s.GrantType != DefaultGrantType {
 		st.add(p+".grant_type", "unsupported grant type",
@@ -442,6 +475,14 @@ func resolveSecret(st *state, env func(string) (string, bool), src secretSource)
 		*src.envName = src.defaultEnv
 	}
 	name := *src.envName
+	if !envNameRE.MatchString(name) || !plainEnvName(name) {
+		// Not a name one gives a variable: most likely the secret itself,
+		// pasted in the wrong field. Never repeat it.
+		st.add(src.envPath, "does not look like an environment variable name (it is not shown: it may be the "+src.what+" itself)",
+			fmt.Sprintf("set it to the name of the variable that holds the %s (upper-case letters, digits and '_', such as %s), not to the %s itself; if it was the %s, replace it, since it was written in the configuration",
+				src.what, src.defaultEnv, src.what, src.what))
+		return "", false
+	}
 	if !envNameRE.MatchString(name) {
 		st.add(src.envPath, "not a valid environment variable name",
 			fmt.Sprintf("set it to the name of the variable that holds the %s (letters, digits and '_'), not to the %s itself", src.what, src.what))
