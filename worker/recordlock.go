@@ -557,6 +557,11 @@ func recordKey(prefix, subscription string, typ messages.Type, key string) (stri
 	if !typ.Valid() {
 		return "", fmt.Errorf("unknown record type %q", truncateRunes(string(typ), 40))
 	}
+	if prefix == lockKeyPrefix && messages.IsGUID(key) {
+		// BC ids ignore case: one record, one lock, whichever case a job
+		// names it in. (Only locks: other keys keep what they were.)
+		key = strings.ToLower(key)
+	}
 	return prefix + subscription + "." + string(typ) + "." + recordToken(key), nil
 }
 
@@ -566,11 +571,6 @@ func recordKey(prefix, subscription string, typ messages.Type, key string) (stri
 // maxRecordToken become "h=" and the key's SHA-256; neither a plain token
 // (no "=") nor an encoded one (starting with "=") can look like that.
 func recordToken(key string) string {
-	if messages.IsGUID(key) {
-		// BC ids ignore case: one record, one lock, whichever case a job
-		// names it in.
-		key = strings.ToLower(key)
-	}
 	tok := messages.KeyToken(key)
 	if rest, ok := strings.CutPrefix(tok, "~"); ok {
 		tok = "=" + rest
