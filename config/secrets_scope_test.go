@@ -82,3 +82,19 @@ func TestScopesOfBusinessCentral(t *testing.T) {
 		}
 	}
 }
+
+// A secret in an environment variable loses its final newline, as one read
+// from a file does: a Kubernetes Secret made with --from-file keeps it, and
+// Entra would refuse the secret with it.
+func TestSecretFromTheEnvironmentLosesItsNewline(t *testing.T) {
+	t.Parallel()
+	env := baseEnv()
+	env["BCSYNC_CONTOSO_CLIENT_SECRET"] = testClientSecret + "\n"
+	cfg, err := Parse([]byte(minimalYAML), MapEnv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Subscriptions[0].ClientSecret.Reveal(); got != testClientSecret {
+		t.Errorf("client secret %q, want it without the newline", got)
+	}
+}

@@ -499,5 +499,7 @@ func resolveSecret(st *state, env func(string) (string, bool), src secretSource)
 			fmt.Sprintf("set %s to %s, or set %s to read it from a file", name, src.value, fileField))
 		return "", false
 	}
-	return v, true
+	// As from a file: a value taken from a file into the variable (a
+	// Kubernetes Secret made with --from-file) keeps its final newline.
+	return strings.TrimRight(v, "\r\n"), true
 }
