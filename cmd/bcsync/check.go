@@ -378,8 +378,9 @@ func tokenFailure(err error, sub *config.Subscription, tokenURL string) (detail,
 	switch {
 	case len(te.Codes) == 0 && te.ErrorCode == "" && !te.Temporary():
 		// No OAuth error in the answer: not Entra's token endpoint.
+		endpoint := cmp.Or(tokenURL, "the token endpoint")
 		fix = fmt.Sprintf("%s did not answer as Microsoft Entra's token endpoint: check authority_url (%s), which is %s unless the tenant is in a national cloud",
-			tokenURL, sub.AuthorityURL, config.DefaultAuthorityURL)
+			endpoint, sub.AuthorityURL, config.DefaultAuthorityURL)
 	case te.Temporary():
 		fix = "Microsoft Entra could not issue a token right now: run the check again in a few minutes."
 	case te.Has(7000215), te.Has(7000222), te.Has(7000218):

@@ -252,18 +252,14 @@ type follower struct {
 	w        io.Writer
 
 	// Set by mark before the job is published.
-	deadBefore int    // dead letters of the type
-	dlqSeq     uint64 // the last sequence of the dead-letter stream
+	dlqSeq uint64 // the last sequence of the dead-letter stream
 }
 
-// mark notes, before the initialize job is published, the dead letters
-// there are already: follow counts those stored after, and looks among them
-// for the initialize job's own.
+// mark notes, before the initialize job is published, where the
+// dead-letter stream ends: follow reads the letters stored after, counting
+// those of the initialization's record jobs and looking for the initialize
+// job's own.
 func (f *follower) mark(ctx context.Context) error {
-	n, err := f.dead(ctx)
-	if err != nil {
-		return err
-	}
 	s, err := f.js.Stream(ctx, messages.StreamDLQ)
 	if err != nil {
 		return fmt.Errorf("init: stream %s: %w", messages.StreamDLQ, err)
@@ -272,12 +268,13 @@ func (f *follower) mark(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("init: stream %s: %w", messages.StreamDLQ, err)
 	}
-	f.deadBefore, f.dlqSeq = n, info.State.LastSeq
+	f.dlqSeq = info.State.LastSeq
 	return nil
 }
 
-// follow returns the job's final progress and the dead letters of its type
-// stored since mark. Done means every page read, every record job
+// follow returns the job's final progress and the number of its record
+// jobs dead-lettered since mark (letters of other jobs, and letters purged
+// or replayed meanwhile, do not change it). Done means every page read, every record job
 // published, and none of them left in the job stream (settled:
 // acknowledged, or dead-lettered and terminated). Other jobs of the
 // subscription, before or after, are not waited for. The initialize job
@@ -288,7 +285,7 @@ func (f follower) follow(ctx context.Context) (worker.Progress, int, error) {
 	if err != nil {
 		return worker.Progress{}, 0, fmt.Errorf("init: stream %s: %w", messages.StreamDLQ, err)
 	}
-	cursor := f.dlqSeq
+	cursor, dead := f.dlqSeq, 0
 	var bar *progressbar.ProgressBar
 	if f.bar {
 		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(f.w), progressbar.OptionSetDescription("initialize "+string(f.t)),
@@ -306,12 +303,7 @@ func (f follower) follow(ctx context.Context) (worker.Progress, int, error) {
 		if err != nil {
 			return p, 0, err
 		}
-		deadNow, err := f.dead(ctx)
-		if err != nil {
-			return p, 0, err
-		}
-		dead := deadNow - f.deadBefore
-		if l, seq, err := f.ownLetter(ctx, dlqStream, &cursor); err != nil {
+		if l, seq, err := f.letters(ctx, dlqStream, &cursor, &dead); err != nil {
 			return p, dead, err
 		} else if l != nil {
 			if bar != nil {
@@ -379,11 +371,12 @@ func (f follower) left(ctx context.Context, p worker.Progress) (bool, error) {
 	return m.Sequence <= max(p.LastSeq, requeued, f.seq), nil
 }
 
-// ownLetter looks through the dead letters of the type stored after
-// *cursor for the initialize job's own (the worker copies a job to the
-// dead-letter stream before it takes it off the job stream), moving *cursor
-// past the letters read. It returns the letter and its sequence, or nil.
-func (f follower) ownLetter(ctx context.Context, s jetstream.Stream, cursor *uint64) (*messages.DeadLetter, uint64, error) {
+// letters reads the letters of the type stored after *cursor, moving it:
+// it adds to *dead those of the initialization's record jobs (their source
+// is "initialize:<job id>"), and returns the initialize job's own letter,
+// and its sequence, when it finds it.
+func (f follower) letters(ctx context.Context, s jetstream.Stream, cursor *uint64, dead *int) (*messages.DeadLetter, uint64, error) {
+	source := string(messages.OpInitialize) + ":" + f.jobID
 	for {
 		m, err := s.GetMsg(ctx, *cursor+1, jetstream.WithGetMsgSubject(messages.DLQSubject(f.sub, f.t)))
 		switch {
@@ -393,31 +386,15 @@ func (f follower) ownLetter(ctx context.Context, s jetstream.Stream, cursor *uin
 			return nil, 0, fmt.Errorf("init: read the dead letters of %s: %w", f.t, err)
 		}
 		*cursor = m.Sequence
-		if l, err := messages.DecodeDeadLetter(m.Data); err == nil && l.JobID == f.jobID {
+		l, err := messages.DecodeDeadLetter(m.Data)
+		if err != nil {
+			continue // not a dead letter
+		}
+		if l.JobID == f.jobID {
 			return l, m.Sequence, nil
 		}
+		if j, err := messages.Decode(l.Body); err == nil && j.Source == source {
+			*dead++
+		}
 	}
-}
-
-// dead counts the dead letters of the type.
-func (f follower) dead(ctx context.Context) (int, error) {
-	return subjectCount(ctx, f.js, messages.StreamDLQ, messages.DLQSubject(f.sub, f.t))
-}
-
-// subjectCount is the number of messages of stream on subjects matching
-// filter.
-func subjectCount(ctx context.Context, js jetstream.JetStream, stream, filter string) (int, error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, fmt.Errorf("init: stream %s: %w", stream, err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
-	if err != nil {
-		return 0, fmt.Errorf("init: stream %s: %w", stream, err)
-	}
-	n := 0
-	for _, c := range info.State.Subjects {
-		n += int(c)
-	}
-	return n, nil
 }
