@@ -98,3 +98,21 @@ func TestSecretFromTheEnvironmentLosesItsNewline(t *testing.T) {
 		t.Errorf("client secret %q, want it without the newline", got)
 	}
 }
+
+// Variable names in lower or mixed case, which an earlier fix refused to
+// keep a pasted secret out of errors, still work when the variable is set:
+// only an unset one's name is judged, to decide whether to show it.
+func TestEnvNamesInAnyCaseStillWork(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"bc_client_secret", "ContosoBcSecret"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			env := baseEnv()
+			env[name] = testClientSecret
+			_, err := Parse([]byte(edited(t, set("client_secret_env", name))), MapEnv(env))
+			if err != nil {
+				t.Errorf("client_secret_env %q (set in the environment) refused:\n%v", name, err)
+			}
+		})
+	}
+}

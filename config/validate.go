@@ -91,7 +91,8 @@ func defaultThrottling(st *state, path string, t *Throttling, def Throttling) {
 // plainEnvName reports whether name looks like an environment variable's
 // name as people write them (upper case, and with a '_' when long), rather
 // than like a secret pasted in its place (random letters and digits, such
-// as the hex of `openssl rand -hex 32`).
+// as the hex of `openssl rand -hex 32`). Only an unset variable's name is
+// judged so, to decide whether an error may repeat it.
 func plainEnvName(name string) bool {
 	if name != strings.ToUpper(name) {
 		return false
@@ -475,14 +476,6 @@ func resolveSecret(st *state, env func(string) (string, bool), src secretSource)
 		*src.envName = src.defaultEnv
 	}
 	name := *src.envName
-	if !envNameRE.MatchString(name) || !plainEnvName(name) {
-		// Not a name one gives a variable: most likely the secret itself,
-		// pasted in the wrong field. Never repeat it.
-		st.add(src.envPath, "does not look like an environment variable name (it is not shown: it may be the "+src.what+" itself)",
-			fmt.Sprintf("set it to the name of the variable that holds the %s (upper-case letters, digits and '_', such as %s), not to the %s itself; if it was the %s, replace it, since it was written in the configuration",
-				src.what, src.defaultEnv, src.what, src.what))
-		return "", false
-	}
 	if !envNameRE.MatchString(name) {
 		st.add(src.envPath, "not a valid environment variable name",
 			fmt.Sprintf("set it to the name of the variable that holds the %s (letters, digits and '_'), not to the %s itself", src.what, src.what))
@@ -490,6 +483,13 @@ func resolveSecret(st *state, env func(string) (string, bool), src secretSource)
 	}
 	v, ok := env(name)
 	switch {
+	case !ok && !plainEnvName(name):
+		// Unset, and not a name people give variables: most likely the
+		// secret itself, pasted in the wrong field. Never repeat it.
+		st.add(src.envPath, "names an environment variable that is not set (the name is not shown: it does not look like a variable's name and may be the "+src.what+" itself)",
+			fmt.Sprintf("set it to the name of the variable that holds the %s (such as %s), not to the %s itself, or set %s to read it from a file; if it was the %s, replace it, since it was written in the configuration",
+				src.what, src.defaultEnv, src.what, fileField, src.what))
+		return "", false
 	case !ok:
 		st.add(src.envPath, fmt.Sprintf("environment variable %s is not set", name),
 			fmt.Sprintf("set %s to %s, or set %s to read it from a file", name, src.value, fileField))

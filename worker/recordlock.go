@@ -328,7 +328,22 @@ func (r *RecordLocks) WrittenElsewhere(ctx context.Context, subscription string,
 		return "", false, err
 	}
 	prior.alias = &a
-	if a.Found && a.Ext != ext && !modified.IsZero() && a.At.After(modified) {
+	if !a.Found || a.Ext == ext || modified.IsZero() {
+		return "", false, nil
+	}
+	newest := a.At
+	if !newest.After(modified) {
+		// The alias keeps the time it moved at; the record's later writes
+		// under that external id (a rename back, say) are in its version.
+		v, err := r.Version(ctx, subscription, typ, a.Ext)
+		if err != nil {
+			return "", false, err
+		}
+		if strings.EqualFold(v.ID, id) && v.Modified.After(newest) {
+			newest = v.Modified
+		}
+	}
+	if newest.After(modified) {
 		return a.Ext, true, nil
 	}
 	return "", false, nil

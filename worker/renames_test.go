@@ -451,3 +451,47 @@ func TestRenameClearsTheFormerClaimOnRetry(t *testing.T) {
 		t.Errorf("after the rename back to EAST, the alias of the record resolves to %q (err %v): its delete would deactivate that one and leave EAST active", ext, err)
 	}
 }
+
+// A record renamed C -> X -> C, the rename back synced first, then a late
+// read of the middle state (X) arrives: it once passed the stale check (the
+// alias kept the time it moved at, older than the read) and created X at
+// iPaaS.com, moving the alias there. The stale check now also weighs the
+// record's later writes under the alias's code.
+func TestLateReadOfAMiddleCodeIsStale(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 1}})
+	c := e.bc.LocationCodes()[0]
+	g := recordIDs(t, e.bc, bctest.SetLocations, []string{c})[0]
+	const x = "RENAMED"
+	e.startWorker("w1", zerolog.Nop(), nil)
+	up := func(key string) messages.Job {
+		return messages.Job{Type: messages.TypeLocation, Op: messages.OpUpsert, Key: key}
+	}
+	runJob(t, e, up(g), 1) // synced as C at t0
+
+	time.Sleep(5 * time.Millisecond)
+	if !e.bc.Rename(bctest.SetLocations, c, x) { // t1
+		t.Fatal("rename failed")
+	}
+	mid := locationSnapshot(t, e, x)
+	time.Sleep(5 * time.Millisecond)
+	if !e.bc.Rename(bctest.SetLocations, x, c) { // t2
+		t.Fatal("rename back failed")
+	}
+	runJob(t, e, up(g), 2) // synced as C at t2
+
+	// The intermediate state arrives late (a webhook's snapshot, or a job
+	// whose BC read was slow).
+	runJob(t, e, messages.Job{Type: messages.TypeLocation, Op: messages.OpUpsert, Key: x, Data: mid, Source: "initialize:review"}, 3)
+	logRecordState(t, e, c, x, g)
+	if got := resolveAlias(t, e, g); got != c {
+		t.Errorf("the alias of %s resolves to %q after a stale read of its former code %s; BC has it as %s", g, got, x, c)
+	}
+	if _, ok := e.ip.Lookup("location", x); ok {
+		t.Errorf("a read older than the record's last write (under %s) created location %s, a code BC no longer has", c, x)
+	}
+	runJob(t, e, messages.Job{Type: messages.TypeLocation, Op: messages.OpDelete, Key: g}, 4)
+	if _, ok := e.ip.Lookup("location", c); ok {
+		t.Errorf("location %s (BC id %s, deleted in BC) is still active at iPaaS.com", c, g)
+	}
+}
