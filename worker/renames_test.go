@@ -55,6 +55,14 @@ func resolveAlias(t *testing.T, e *e2e, guid string) string {
 	return ext
 }
 
+// oneLocation is a rig whose BC holds one location: its code and BC id.
+func oneLocation(t *testing.T) (*e2e, string, string) {
+	t.Helper()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 1}})
+	c := e.bc.LocationCodes()[0]
+	return e, c, recordIDs(t, e.bc, bctest.SetLocations, []string{c})[0]
+}
+
 func locationSnapshot(t *testing.T, e *e2e, code string) json.RawMessage {
 	t.Helper()
 	rec, ok := e.bc.Record(bctest.SetLocations, code)
@@ -121,9 +129,7 @@ func TestRenameBackMovesTheAliasBack(t *testing.T) {
 // delete of the record deactivates that ghost and leaves X active.
 func TestSnapshotFromBeforeARenameIsStale(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 1}})
-	c := e.bc.LocationCodes()[0]
-	g := recordIDs(t, e.bc, bctest.SetLocations, []string{c})[0]
+	e, c, g := oneLocation(t)
 	const x = "RENAMED"
 	old := locationSnapshot(t, e, c)
 	time.Sleep(5 * time.Millisecond)
@@ -154,9 +160,7 @@ func TestSnapshotFromBeforeARenameIsStale(t *testing.T) {
 // recreates the deleted record at iPaaS.com.
 func TestSnapshotFromBeforeADeleteIsStale(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 1}})
-	c := e.bc.LocationCodes()[0]
-	g := recordIDs(t, e.bc, bctest.SetLocations, []string{c})[0]
+	e, c, g := oneLocation(t)
 	snap := locationSnapshot(t, e, c)
 	e.startWorker("w1", zerolog.Nop(), nil)
 
@@ -174,18 +178,22 @@ func TestSnapshotFromBeforeADeleteIsStale(t *testing.T) {
 	}
 }
 
-// holdTransport holds the answer of the first BC GET whose path contains
-// hold: it signals read once BC answered, and returns the answer once
-// release is closed.
-type holdTransport struct {
-	hold          string
+// holdRead holds the answer of the first BC GET that match accepts: it
+// signals read once BC answered, and returns the answer once release is
+// closed.
+type holdRead struct {
+	match         func(*http.Request) bool
 	read, release chan struct{}
 	once          *sync.Once
 }
 
-func (h holdTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func newHoldRead(match func(*http.Request) bool) holdRead {
+	return holdRead{match: match, read: make(chan struct{}), release: make(chan struct{}), once: new(sync.Once)}
+}
+
+func (h holdRead) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(r)
-	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, h.hold) {
+	if r.Method == http.MethodGet && h.match(r) {
 		first := false
 		h.once.Do(func() { first = true })
 		if first {
@@ -210,7 +218,7 @@ func TestGUIDInTwoCasesTakesOneLock(t *testing.T) {
 	if upper == g {
 		t.Skip("GUID without letters")
 	}
-	ht := holdTransport{hold: upper, read: make(chan struct{}), release: make(chan struct{}), once: new(sync.Once)}
+	ht := newHoldRead(func(r *http.Request) bool { return strings.Contains(r.URL.Path, upper) })
 	e.startWorker("w1", zerolog.Nop(), &http.Client{Transport: ht, Timeout: 30 * time.Second})
 
 	runJob(t, e, messages.Job{Type: messages.TypeLocation, Op: messages.OpUpsert, Key: g}, 1)
@@ -276,28 +284,6 @@ func TestDeleteByGUIDLeavesTheRecordThatReusedTheCode(t *testing.T) {
 	}
 }
 
-// holdCodeRead holds the answer of the first BC GET, once armed,
-// whose decoded query names match (a read of a record by its code).
-type holdCodeRead struct {
-	match         string
-	armed         *atomic.Bool
-	read, release chan struct{}
-	once          *sync.Once
-}
-
-func (h holdCodeRead) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(r)
-	if h.armed.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Query().Get("$filter"), h.match) {
-		first := false
-		h.once.Do(func() { first = true })
-		if first {
-			close(h.read)
-			<-h.release
-		}
-	}
-	return resp, err
-}
-
 // A job keyed by the code C reads the record (changed, code still C) while
 // BC renames C -> X and the rename's job (keyed by g: it holds g and X)
 // syncs it. The rename's job once cleared C's claim on g at once, and the
@@ -307,11 +293,13 @@ func (h holdCodeRead) RoundTrip(r *http.Request) (*http.Response, error) {
 // before it clears C's claim, so it waits for the job of C.
 func TestRenameWaitsForAJobOfTheFormerCode(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 1}})
-	c := e.bc.LocationCodes()[0]
-	g := recordIDs(t, e.bc, bctest.SetLocations, []string{c})[0]
+	e, c, g := oneLocation(t)
 	const x = "RENAMED"
-	ht := holdCodeRead{match: "'" + c + "'", armed: new(atomic.Bool), read: make(chan struct{}), release: make(chan struct{}), once: new(sync.Once)}
+	// A read of the record by its code, once armed.
+	var armed atomic.Bool
+	ht := newHoldRead(func(r *http.Request) bool {
+		return armed.Load() && strings.Contains(r.URL.Query().Get("$filter"), "'"+c+"'")
+	})
 	e.startWorker("w1", zerolog.Nop(), &http.Client{Transport: ht, Timeout: 30 * time.Second})
 	up := func(key string) messages.Job {
 		return messages.Job{Type: messages.TypeLocation, Op: messages.OpUpsert, Key: key}
@@ -323,7 +311,7 @@ func TestRenameWaitsForAJobOfTheFormerCode(t *testing.T) {
 	if !e.bc.UpdateLocation(c, func(f map[string]any) { f["displayName"] = "changed" }) {
 		t.Fatal("update failed")
 	}
-	ht.armed.Store(true)
+	armed.Store(true)
 	if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: c}); err != nil {
 		t.Fatal(err)
 	}
@@ -459,9 +447,7 @@ func TestRenameClearsTheFormerClaimOnRetry(t *testing.T) {
 // record's later writes under the alias's code.
 func TestLateReadOfAMiddleCodeIsStale(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, e2eOptions{bc: bctest.Options{Locations: 1}})
-	c := e.bc.LocationCodes()[0]
-	g := recordIDs(t, e.bc, bctest.SetLocations, []string{c})[0]
+	e, c, g := oneLocation(t)
 	const x = "RENAMED"
 	e.startWorker("w1", zerolog.Nop(), nil)
 	up := func(key string) messages.Job {
