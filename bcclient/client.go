@@ -390,7 +390,7 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 			// workers wait on the shared cache meanwhile.
 			wait = max(wait, tokErr.RetryAfter)
 		}
-		if c.now().Sub(start)+wait > c.cfg.Retry.MaxElapsed {
+		if wait > c.cfg.Retry.MaxElapsed-c.now().Sub(start) { // no overflow for a huge Retry-After
 			return nil, err
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {

@@ -268,6 +268,12 @@ func checkNotificationURLsUnique(st *state, cfg *Config) {
 		if u == "" {
 			continue
 		}
+		for k := range first {
+			if SameURL(k, u) { // spelt otherwise, the same URL to BC
+				u = k
+				break
+			}
+		}
 		if j, dup := first[u]; dup {
 			st.add(fmt.Sprintf("subscriptions[%d].webhook.notification_url", i),
 				fmt.Sprintf("the same as subscription %q's", cfg.Subscriptions[j].Name),
@@ -276,4 +282,32 @@ func checkNotificationURLsUnique(st *state, cfg *Config) {
 		}
 		first[u] = i
 	}
+}
+
+// SameURL reports whether the notification URLs a and b are one,
+// allowing for what a service may normalize when it stores a URL (the
+// scheme's and host's letter case, a default port, an empty path as "/"):
+// the webhook manager must not take BC's spelling of its URL for another,
+// and two subscriptions must not share one however it is spelt.
+func SameURL(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	norm := func(u *url.URL) string {
+		host := strings.ToLower(u.Hostname())
+		if p := u.Port(); p != "" && !(p == "443" && strings.EqualFold(u.Scheme, "https")) && !(p == "80" && strings.EqualFold(u.Scheme, "http")) {
+			host += ":" + p
+		}
+		path := u.EscapedPath()
+		if path == "" {
+			path = "/"
+		}
+		return strings.ToLower(u.Scheme) + "://" + host + path + "?" + u.RawQuery
+	}
+	return norm(ua) == norm(ub)
 }

@@ -341,7 +341,7 @@ func decodeCarefully(b []byte) (*Job, error) {
 // trailing reports whether b holds more than white space after the value
 // dec decoded from it (dec.More misses a stray "}" or "]").
 func trailing(b []byte, dec *json.Decoder) bool {
-	return len(bytes.TrimSpace(b[dec.InputOffset():])) > 0
+	return len(bytes.Trim(b[dec.InputOffset():], " \t\r\n")) > 0 // JSON's white space only
 }
 
 // Encode validates and encodes a job.

@@ -230,7 +230,7 @@ func (m *Manager) syncOne(ctx context.Context, ms *Managed) (Report, error) {
 	}
 	var ours []bcclient.Subscription
 	for _, s := range all {
-		if sameURL(s.NotificationURL, ms.NotificationURL) {
+		if config.SameURL(s.NotificationURL, ms.NotificationURL) {
 			ours = append(ours, s)
 		}
 	}
@@ -321,34 +321,6 @@ func (m *Manager) syncOne(ctx context.Context, ms *Managed) (Report, error) {
 			Msg("webhook subscription deleted: its entity set is not in webhook.resources")
 	}
 	return rep, errors.Join(errs...)
-}
-
-// sameURL reports whether BC's notificationUrl a is the configured b,
-// allowing for what a service may normalize when it stores a URL (the
-// scheme's and host's letter case, a default port, an empty path as "/"):
-// a URL BC returned spelt differently must not look foreign, or each pass
-// would create another subscription beside it.
-func sameURL(a, b string) bool {
-	if a == b {
-		return true
-	}
-	ua, err1 := url.Parse(a)
-	ub, err2 := url.Parse(b)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	norm := func(u *url.URL) string {
-		host := strings.ToLower(u.Hostname())
-		if p := u.Port(); p != "" && !(p == "443" && strings.EqualFold(u.Scheme, "https")) && !(p == "80" && strings.EqualFold(u.Scheme, "http")) {
-			host += ":" + p
-		}
-		path := u.EscapedPath()
-		if path == "" {
-			path = "/"
-		}
-		return strings.ToLower(u.Scheme) + "://" + host + path + "?" + u.RawQuery
-	}
-	return norm(ua) == norm(ub)
 }
 
 // due reports whether s must be renewed: it expires within RenewBefore, or

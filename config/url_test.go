@@ -1,4 +1,4 @@
-package webhook
+package config
 
 import "testing"
 
@@ -22,11 +22,11 @@ func TestSameURL(t *testing.T) {
 		{"https://bcsync.example.com/webhook/contoso?x=1", false},
 		{"", false},
 	} {
-		if got := sameURL(tc.bc, ours); got != tc.same {
-			t.Errorf("sameURL(%q) = %v, want %v", tc.bc, got, tc.same)
+		if got := SameURL(tc.bc, ours); got != tc.same {
+			t.Errorf("SameURL(%q) = %v, want %v", tc.bc, got, tc.same)
 		}
 	}
-	if !sameURL("https://h.example", "https://h.example/") {
+	if !SameURL("https://h.example", "https://h.example/") {
 		t.Error("an empty path and / differ")
 	}
 }
