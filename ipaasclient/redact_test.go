@@ -36,60 +36,55 @@ func dotNetJSON(s string) string {
 	return b.String()
 }
 
-// TestDotNetEchoedKeyIsRedacted: an ASP.NET Core server (iPaaS.com
-// answers ASP.NET problem details) echoing the Authorization header in its
-// JSON error body escapes '+' and '&' as \u002B and \u0026. The redactor
-// once knew only Go's JSON escaping, so the key reached APIError.Body.
-func TestDotNetEchoedKeyIsRedacted(t *testing.T) {
+// A server echoing the request's key in its error answer, escaped as the
+// server's own encoder writes it:
+//   - ASP.NET Core (iPaaS.com answers ASP.NET problem details) echoing the
+//     Authorization header in its JSON body escapes '+' and '&' as \u002B
+//     and \u0026; the redactor once knew only Go's JSON escaping, so the key
+//     reached APIError.Body;
+//   - an HTML error page (a gateway, ASP.NET's developer page)
+//     HTML-encodes them (&#x2B; &amp;); that text becomes APIError.Message,
+//     hence Error(), which the worker logs and puts in dead letters; it once
+//     held the key's end.
+func TestEchoedKeyIsRedactedAsTheServerEscapesIt(t *testing.T) {
 	t.Parallel()
-	h := func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.WriteHeader(http.StatusUnauthorized)
-		fmt.Fprintf(w, `{"errors":[{"code":"AUTH-1001","message":"Invalid API key"}],"request":{"apiKey":"%s","headers":{"Authorization":"%s"}}}`,
-			dotNetJSON(specialKey), dotNetJSON(r.Header.Get("Authorization")))
-		return true
-	}
-	_, _, c := setup(t, ipaastest.Options{}, h, func(cfg *ipaasclient.Config) { cfg.APIKey = specialKey })
-	_, err := c.Upsert(t.Context(), ipaasclient.Location{Name: "EAST"}, "EAST")
-	var ae *ipaasclient.APIError
-	if !errors.As(err, &ae) || !errors.Is(err, ipaasclient.ErrUnauthorized) {
-		t.Fatalf("err = %v", err)
-	}
-	for name, s := range map[string]string{"Error": err.Error(), "Body": ae.Body, "Message": ae.Message} {
-		for _, part := range []string{dotNetJSON(specialKey), "0123456789", "Special"} {
-			if strings.Contains(strings.ToLower(s), strings.ToLower(part)) {
-				t.Errorf("%s holds the key (%q): %s", name, part, s)
+	html := strings.NewReplacer("&", "&amp;", "+", "&#x2B;", "<", "&lt;", ">", "&gt;")
+	for _, tc := range []struct {
+		name        string
+		contentType string
+		body        func(auth string) string
+		parts       []string // what no field may hold
+	}{
+		{"ASP.NET JSON", "application/json; charset=utf-8", func(auth string) string {
+			return fmt.Sprintf(`{"errors":[{"code":"AUTH-1001","message":"Invalid API key"}],"request":{"apiKey":"%s","headers":{"Authorization":"%s"}}}`,
+				dotNetJSON(specialKey), dotNetJSON(auth))
+		}, []string{dotNetJSON(specialKey), "0123456789", "Special"}},
+		{"HTML page", "text/html", func(auth string) string {
+			return fmt.Sprintf("<html><body><h1>401 Unauthorized</h1><p>Authorization: %s</p></body></html>", html.Replace(auth))
+		}, []string{"0123456789", "Special"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+				w.Header().Set("Content-Type", tc.contentType)
+				w.WriteHeader(http.StatusUnauthorized)
+				fmt.Fprint(w, tc.body(r.Header.Get("Authorization")))
+				return true
 			}
-		}
-	}
-}
-
-// TestHTMLEchoedKeyIsRedacted: an HTML error page (a gateway or
-// ASP.NET's developer page) echoing the header HTML-encodes '+' and '&'
-// (&#x2B; &amp;). That text becomes APIError.Message, hence Error(), which
-// the worker logs and puts in dead letters; it once held the key's end.
-func TestHTMLEchoedKeyIsRedacted(t *testing.T) {
-	t.Parallel()
-	enc := strings.NewReplacer("&", "&amp;", "+", "&#x2B;", "<", "&lt;", ">", "&gt;")
-	h := func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(http.StatusUnauthorized)
-		fmt.Fprintf(w, "<html><body><h1>401 Unauthorized</h1><p>Authorization: %s</p></body></html>",
-			enc.Replace(r.Header.Get("Authorization")))
-		return true
-	}
-	_, _, c := setup(t, ipaastest.Options{}, h, func(cfg *ipaasclient.Config) { cfg.APIKey = specialKey })
-	_, err := c.Upsert(t.Context(), ipaasclient.Location{Name: "EAST"}, "EAST")
-	var ae *ipaasclient.APIError
-	if !errors.As(err, &ae) || !errors.Is(err, ipaasclient.ErrUnauthorized) {
-		t.Fatalf("err = %v", err)
-	}
-	for name, s := range map[string]string{"Error": err.Error(), "Body": ae.Body, "Message": ae.Message} {
-		for _, part := range []string{"0123456789", "Special"} {
-			if strings.Contains(strings.ToLower(s), strings.ToLower(part)) {
-				t.Errorf("%s holds the key (%q): %s", name, part, s)
+			_, _, c := setup(t, ipaastest.Options{}, h, func(cfg *ipaasclient.Config) { cfg.APIKey = specialKey })
+			_, err := c.Upsert(t.Context(), ipaasclient.Location{Name: "EAST"}, "EAST")
+			var ae *ipaasclient.APIError
+			if !errors.As(err, &ae) || !errors.Is(err, ipaasclient.ErrUnauthorized) {
+				t.Fatalf("err = %v", err)
 			}
-		}
+			for name, s := range map[string]string{"Error": err.Error(), "Body": ae.Body, "Message": ae.Message} {
+				for _, part := range tc.parts {
+					if strings.Contains(strings.ToLower(s), strings.ToLower(part)) {
+						t.Errorf("%s holds the key (%q): %s", name, part, s)
+					}
+				}
+			}
+		})
 	}
 }
 
