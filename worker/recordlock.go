@@ -628,16 +628,6 @@ func (r *RecordLocks) Alias(ctx context.Context, subscription string, typ messag
 
 // Resolve returns the external id Alias recorded for the BC record id id.
 func (r *RecordLocks) Resolve(ctx context.Context, subscription string, typ messages.Type, id string) (string, bool, error) {
-	k, err := recordKey(aliasKeyPrefix, subscription, typ, strings.ToLower(id))
-	if err != nil {
-		return "", false, fmt.Errorf("worker: record alias: %w", err)
-	}
-	e, err := r.kv.Get(ctx, k)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return "", false, nil
-	case err != nil:
-		return "", false, fmt.Errorf("worker: record alias: read %s: %w", k, err)
-	}
-	return parseAlias(e.Value()).Ext, true, nil
+	a, err := r.aliasOf(ctx, subscription, typ, id)
+	return a.Ext, a.Found, err
 }
