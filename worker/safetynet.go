@@ -10,7 +10,6 @@ import (
 
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -87,8 +86,7 @@ func (n *safetyNet) start(ctx context.Context) (jetstream.ConsumeContext, error)
 	cc, err := cons.Consume(n.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		// A deleted consumer shows as a 409, or as missed heartbeats and
 		// pulls nobody answers: keep checks which.
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
-			errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders) {
+		if consumerGone(err) || errors.Is(err, jetstream.ErrNoHeartbeat) {
 			select {
 			case n.lost <- struct{}{}:
 			default:
