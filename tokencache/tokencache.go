@@ -262,18 +262,18 @@ func (s *Source) shared(ctx context.Context) (*oauth2.Token, error) {
 		}
 		// The token is missing, due for refresh, or undecryptable: the
 		// worker that creates the lock refreshes it.
-		_, err = s.cfg.KV.Create(ctx, s.lock, []byte("refreshing"), jetstream.KeyTTL(s.cfg.LockTTL))
+		lockRev, err := s.cfg.KV.Create(ctx, s.lock, []byte("refreshing"), jetstream.KeyTTL(s.cfg.LockTTL))
 		switch {
 		case err == nil:
 			// Someone may have refreshed between our read and our lock.
 			if e, gerr := s.cfg.KV.Get(ctx, s.key); gerr == nil && e.Revision() != rev {
 				if st, oerr := s.open(e.Value()); oerr == nil && st.fresh(time.Now()) {
-					s.unlock(ctx)
+					s.unlock(ctx, lockRev)
 					s.cfg.Stats.Shared.Add(1)
 					return s.keep(st), nil
 				}
 			}
-			return s.refresh(ctx, cur)
+			return s.refresh(ctx, cur, lockRev)
 		case broker.IsConflict(err):
 			if cur.valid(now) {
 				// Another worker is refreshing; the current one still works.
@@ -290,9 +290,10 @@ func (s *Source) shared(ctx context.Context) (*oauth2.Token, error) {
 	}
 }
 
-// refresh fetches a new token while holding the lock and publishes it.
-func (s *Source) refresh(ctx context.Context, cur stored) (*oauth2.Token, error) {
-	defer s.unlock(ctx)
+// refresh fetches a new token while holding the lock (revision lockRev)
+// and publishes it.
+func (s *Source) refresh(ctx context.Context, cur stored, lockRev uint64) (*oauth2.Token, error) {
+	defer s.unlock(ctx, lockRev)
 	issued := time.Now()
 	tok, err := s.cfg.Fetch(ctx)
 	s.cfg.Stats.Fetches.Add(1)
@@ -318,11 +319,13 @@ func (s *Source) refresh(ctx context.Context, cur stored) (*oauth2.Token, error)
 	return s.keep(st), nil
 }
 
-// unlock releases the refresh lock; if this fails, its TTL does.
-func (s *Source) unlock(ctx context.Context) {
+// unlock releases the refresh lock taken at revision rev; if this fails,
+// its TTL does. A lock that expired meanwhile and was taken by another
+// worker (a refresh slower than the TTL) is that worker's, and stays.
+func (s *Source) unlock(ctx context.Context, rev uint64) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_ = s.cfg.KV.Delete(dctx, s.lock)
+	_ = s.cfg.KV.Delete(dctx, s.lock, jetstream.LastRevision(rev))
 }
 
 // waitChange waits until the token entry changes from revision rev (or the

@@ -25,6 +25,9 @@ type entra struct {
 	delay    time.Duration
 	fail     atomic.Bool
 	n        atomic.Int64
+	// hook, when set, runs in the n-th request before it answers; an error
+	// is the answer.
+	hook func(n int64) error
 }
 
 func (e *entra) fetch(ctx context.Context) (*oauth2.Token, error) {
@@ -34,6 +37,11 @@ func (e *entra) fetch(ctx context.Context) (*oauth2.Token, error) {
 	}
 	if e.fail.Load() {
 		return nil, errors.New("AADSTS7000215: invalid client secret")
+	}
+	if e.hook != nil {
+		if err := e.hook(n); err != nil {
+			return nil, err
+		}
 	}
 	return &oauth2.Token{AccessToken: fmt.Sprintf("access-token-%d-%d", n, time.Now().UnixNano()), TokenType: "Bearer", Expiry: time.Now().Add(e.lifetime)}, nil
 }
@@ -203,6 +211,62 @@ func TestDeadRefresherBlocksNoLongerThanTheLockTTL(t *testing.T) {
 	}
 	if e.n.Load() != 1 {
 		t.Errorf("%d token requests, want 1", e.n.Load())
+	}
+}
+
+// A refresher slower than the lock's TTL must not release the lock of the
+// worker that took it over after it expired: a third worker would then
+// request a token as well.
+func TestSlowRefresherLeavesTheNextOnesLock(t *testing.T) {
+	t.Parallel()
+	secondFetching, release := make(chan struct{}), make(chan struct{})
+	e := &entra{lifetime: time.Hour}
+	e.hook = func(n int64) error {
+		switch n {
+		case 1: // outlives its 2 s lock, until the second worker fetches
+			select {
+			case <-secondFetching:
+			case <-time.After(10 * time.Second):
+			}
+			return errors.New("AADSTS50058: slow and failed")
+		case 2: // holds the lock it took over while the first one gives up
+			close(secondFetching)
+			<-release
+		}
+		return nil
+	}
+	srcs, _ := fleet(t, 3, e, "secret-1", zerolog.Nop())
+	first := make(chan error, 1)
+	go func() { _, err := srcs[0].Token(); first <- err }()
+	for e.n.Load() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	second := make(chan error, 1)
+	go func() { _, err := srcs[1].Token(); second <- err }()
+	if err := <-first; err == nil || !strings.Contains(err.Error(), "AADSTS50058") {
+		t.Fatalf("first worker's Token = %v, want its failed request", err)
+	}
+	third := make(chan error, 1)
+	go func() { _, err := srcs[2].Token(); third <- err }()
+	select {
+	case err := <-third:
+		t.Errorf("third worker's Token returned (%v) while the second one held the lock", err)
+	case <-time.After(time.Second):
+	}
+	close(release)
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-third:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("third worker's Token did not return after the second one shared its token")
+	}
+	if got := e.n.Load(); got != 2 {
+		t.Errorf("%d token requests, want 2 (the first, failed, and the second's)", got)
 	}
 }
 
