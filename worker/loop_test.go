@@ -569,3 +569,50 @@ func TestLoopMakesItsDeletedConsumerAgain(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "the job after the deletion acked", func() bool { return stats.Acked.Load() == 2 })
 }
+
+// A consumer that cannot be made again at once (the stream's leader being
+// elected, the account at its limit) is tried again at the next pulls, with
+// the pull's backoff, until it is back; the loop neither stops nor spins.
+func TestLoopRetriesMakingItsConsumerAgain(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	opts := broker.ConsumerOptions{Subscription: "contoso", MaxDeliver: 5, AckWait: 5 * time.Second, MaxAckPending: 1000}
+	var tries atomic.Int32
+	var first, last atomic.Int64 // unix nanos of the first and third try
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Stats: stats,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return nil }),
+		Recreate: func(ctx context.Context) error {
+			n := tries.Add(1)
+			switch n {
+			case 1:
+				first.Store(time.Now().UnixNano())
+			case 3:
+				last.Store(time.Now().UnixNano())
+			}
+			if n < 3 {
+				return errors.New("insufficient resources")
+			}
+			_, err := broker.EnsureConsumer(ctx, e.b.JS, opts)
+			return err
+		}})
+	e.publish(t, 1)
+	waitFor(t, 10*time.Second, "the first job acked", func() bool { return stats.Acked.Load() == 1 })
+	if err := e.b.JS.DeleteConsumer(context.Background(), messages.StreamJobs, broker.ConsumerName("contoso")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the consumer made again on the third try", func() bool { return tries.Load() >= 3 })
+	// Two failed tries, each followed by the pull's backoff (100 ms, then
+	// 200 ms, ±50%): not a spin.
+	if gap := time.Duration(last.Load() - first.Load()); gap < 100*time.Millisecond {
+		t.Errorf("three tries within %v: the loop spins on a consumer it cannot make", gap)
+	}
+	if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{ID: "after", Subscription: "contoso",
+		Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "AFTER"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the job after the deletion acked", func() bool { return stats.Acked.Load() == 2 })
+	if n := tries.Load(); n > 3 {
+		t.Errorf("%d tries to make the consumer; it was made on the third", n)
+	}
+}
