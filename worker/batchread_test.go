@@ -21,6 +21,7 @@ type fakeReads struct {
 	largest   atomic.Int64
 	fail      error
 	release   chan struct{} // when set, reads wait for it
+	waiting   atomic.Int64  // keys of the reads that waited for release
 	ended     chan error
 }
 
@@ -43,6 +44,7 @@ func (f *fakeReads) reader(max, inflight int) *batchReader[string] {
 				return "", err
 			}
 			if f.release != nil {
+				f.waiting.Add(1)
 				<-f.release
 			}
 			if f.fail != nil {
@@ -68,6 +70,7 @@ func (f *fakeReads) reader(max, inflight int) *batchReader[string] {
 				}
 			}
 			if f.release != nil {
+				f.waiting.Add(int64(len(keys)))
 				<-f.release
 			}
 			time.Sleep(time.Millisecond)
@@ -99,7 +102,10 @@ var (
 
 func TestBatchReaderCoalescesConcurrentReads(t *testing.T) {
 	t.Parallel()
-	f := &fakeReads{}
+	// The first request is held until every read has arrived, so that how
+	// fast the goroutines start does not decide the batching: a fast first
+	// read once left most reads to arrive one by one, each alone.
+	f := &fakeReads{release: make(chan struct{})}
 	r := f.reader(10, 1)
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -131,6 +137,20 @@ func TestBatchReaderCoalescesConcurrentReads(t *testing.T) {
 			}
 		})
 	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		arrived := f.waiting.Load() + int64(len(r.queue))
+		r.mu.Unlock()
+		if arrived == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d reads arrived", arrived, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(f.release)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
