@@ -175,6 +175,35 @@ func TestUpsertCreateThenUpdateMerges(t *testing.T) {
 	}
 }
 
+// BC has no comment for a customer: the one written at iPaaS.com is kept
+// by every sync of the customer, not cleared by the PUT.
+func TestUpsertKeepsTheCustomerComment(t *testing.T) {
+	t.Parallel()
+	fake, _, c := setup(t, ipaastest.Options{}, nil)
+	ctx := t.Context()
+	cust := ipaasclient.Customer{CustomerNumber: "10000", LastName: "Adatum", Company: "Adatum", EmailAddress: "a@adatum.example"}
+	if _, err := c.Upsert(ctx, cust, "10000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Patch(ipaastest.TableCustomer, "10000", map[string]any{"comment": "VIP: call before shipping"}); err != nil {
+		t.Fatal(err)
+	}
+	cust.EmailAddress = "" // emptied in BC: must be cleared
+	if _, err := c.Upsert(ctx, cust, "10000"); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := fake.Lookup(ipaastest.TableCustomer, "10000")
+	if !ok {
+		t.Fatal("no customer linked to 10000")
+	}
+	if got["comment"] != "VIP: call before shipping" {
+		t.Errorf("comment = %#v after a sync from BC, want the one written at iPaaS.com", got["comment"])
+	}
+	if got["email_address"] != "" {
+		t.Errorf("email_address = %#v, want it cleared as in BC", got["email_address"])
+	}
+}
+
 func mustJSON(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)

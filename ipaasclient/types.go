@@ -53,7 +53,9 @@ type Customer struct {
 	LastName       string `json:"last_name"`
 	EmailAddress   string `json:"email_address"`
 	Company        string `json:"company"`
-	Comment        string `json:"comment"`
+	// Comment is left out when empty: BC has no comment for a customer, so
+	// an update keeps the one written at iPaaS.com instead of clearing it.
+	Comment string `json:"comment,omitempty"`
 }
 
 // Product is an iPaaS.com catalog product (from a BC item).

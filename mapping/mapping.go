@@ -115,7 +115,8 @@ func CustomerCategory(g bcclient.CustomerPriceGroup) (ipaasclient.CustomerCatego
 }
 
 // Customer maps a BC customer to an iPaaS.com customer: customer_number <-
-// number, email_address <- email, comment left empty, and the name by type:
+// number, email_address <- email, comment left empty (not sent, so the one
+// written at iPaaS.com stays), and the name by type:
 //
 //   - Person: displayName is split at its last space: the last word is
 //     last_name, the words before it first_name ("Mary Ann Smith" gives
