@@ -1,9 +1,12 @@
 package messages
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Header names bcsync sets on dead-letter messages, so that they can be
@@ -17,10 +20,14 @@ const (
 // synced. It holds everything needed to inspect and replay the job: the
 // original subject, headers and body, byte for byte.
 type DeadLetter struct {
-	// Subject, Headers and Body are the original message.
+	// Subject, Headers and Body are the original message. Set the headers
+	// with SetHeaders and read them with OriginalHeaders.
 	Subject string              `json:"subject"`
 	Headers map[string][]string `json:"headers,omitempty"`
-	Body    []byte              `json:"body"`
+	// RawHeaders repeats the headers as bytes (base64 in JSON) when one of
+	// them is not valid UTF-8, which a JSON string would change.
+	RawHeaders []RawHeader `json:"raw_headers,omitempty"`
+	Body       []byte      `json:"body"`
 	// Stream and StreamSeq locate the original message in StreamJobs.
 	Stream    string `json:"stream"`
 	StreamSeq uint64 `json:"stream_seq"`
@@ -46,11 +53,65 @@ type DeadLetter struct {
 	WorkerID string `json:"worker_id"`
 }
 
-// DLQMsgID is the Nats-Msg-Id of the dead letter of the job at StreamSeq in
-// StreamJobs, so that a dead letter copied twice (a worker died between the
-// copy and the Term) is stored once.
-func DLQMsgID(streamSeq uint64) string {
-	return fmt.Sprintf("bcsync-dlq-%d", streamSeq)
+// RawHeader is one header line of the original message, byte for byte.
+type RawHeader struct {
+	Name  []byte `json:"name"`
+	Value []byte `json:"value"`
+}
+
+// SetHeaders records the original message's headers: in Headers, and in
+// RawHeaders as well when a name or value is not valid UTF-8.
+func (d *DeadLetter) SetHeaders(h map[string][]string) {
+	d.Headers, d.RawHeaders = h, nil
+	valid := true
+	for k, vs := range h {
+		valid = valid && utf8.ValidString(k)
+		for _, v := range vs {
+			valid = valid && utf8.ValidString(v)
+		}
+	}
+	if valid {
+		return
+	}
+	for k, vs := range h {
+		for _, v := range vs {
+			d.RawHeaders = append(d.RawHeaders, RawHeader{Name: []byte(k), Value: []byte(v)})
+		}
+	}
+}
+
+// OriginalHeaders returns the original message's headers byte for byte:
+// from RawHeaders when set, else Headers.
+func (d *DeadLetter) OriginalHeaders() map[string][]string {
+	if len(d.RawHeaders) == 0 {
+		return d.Headers
+	}
+	h := make(map[string][]string, len(d.RawHeaders))
+	for _, r := range d.RawHeaders {
+		h[string(r.Name)] = append(h[string(r.Name)], string(r.Value))
+	}
+	return h
+}
+
+// MsgID is the Nats-Msg-Id of the dead letter, so that a letter copied
+// twice (a worker died between the copy and the Term; the loop and the
+// safety net both at work) is stored once: the job's sequence in StreamJobs
+// and a digest of its subject and body. The digest keeps apart two jobs
+// that share a sequence because StreamJobs was made anew, whose letters
+// would otherwise be taken for one.
+func (d *DeadLetter) MsgID() string {
+	return fmt.Sprintf("bcsync-dlq-%d-%s", d.StreamSeq, ContentDigest(d.Subject, d.Body))
+}
+
+// ContentDigest is a short digest of a message's subject and body, for
+// message ids that must differ between different messages given the same
+// sequence number.
+func ContentDigest(subject string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(subject))
+	h.Write([]byte{0})
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // DecodeDeadLetter parses a dead-letter record.

@@ -102,11 +102,16 @@ func DLQSubject(subscription string, t Type) string {
 	if !ValidSubscription(subscription) {
 		subscription = "_unknown"
 	}
-	ts := string(t)
+	return DLQPrefix + "." + subscription + "." + DLQTypeToken(t)
+}
+
+// DLQTypeToken is the type's token in DLQSubject: the type, or "_unknown"
+// for a type this version does not know.
+func DLQTypeToken(t Type) string {
 	if !t.Valid() {
-		ts = "_unknown"
+		return "_unknown"
 	}
-	return DLQPrefix + "." + subscription + "." + ts
+	return string(t)
 }
 
 // SubjectParts are the parts of a job subject.

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -407,7 +408,20 @@ func (l *Loop) forgetReplayedLetter(ctx context.Context, msg jetstream.Msg, log 
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := dlq.Purge(dctx, js, dlq.Letter{Seq: seq}); err != nil {
+	letter, err := dlq.Get(dctx, js, seq)
+	var undecodable *dlq.UndecodableError
+	switch {
+	case errors.Is(err, dlq.ErrNotFound), errors.As(err, &undecodable):
+		return
+	case err != nil:
+		log.Warn().Err(err).Uint64("dlq_seq", seq).Msg("could not read the dead letter this replayed job came from")
+		return
+	case letter.DL.Subject != msg.Subject() || !bytes.Equal(letter.DL.Body, msg.Data()):
+		// Another job's letter (the DLQ stream made anew since the
+		// replay): not this job's to delete.
+		return
+	}
+	if err := dlq.Purge(dctx, js, letter); err != nil {
 		log.Warn().Err(err).Uint64("dlq_seq", seq).Msg("could not delete the dead letter this replayed job came from")
 	}
 }
@@ -711,9 +725,10 @@ func firstFailure(ctx context.Context, f failureTimes, h nats.Header, seq, deliv
 func newDeadLetter(subject string, h nats.Header, body []byte, stream string, seq uint64, job *messages.Job, subscription string) *messages.DeadLetter {
 	now := time.Now().UTC()
 	dl := &messages.DeadLetter{
-		Subject: subject, Headers: map[string][]string(h), Body: body, Stream: stream, StreamSeq: seq,
+		Subject: subject, Body: body, Stream: stream, StreamSeq: seq,
 		FirstFailure: now, LastFailure: now,
 	}
+	dl.SetHeaders(h)
 	if job != nil {
 		dl.Subscription, dl.Type, dl.Key, dl.JobID = job.Subscription, job.Type, job.Key, job.ID
 	} else if p, err := messages.ParseSubject(subject); err == nil {
@@ -726,8 +741,8 @@ func newDeadLetter(subject string, h nats.Header, body []byte, stream string, se
 }
 
 // storeDeadLetter publishes dl to BCSYNC_DLQ and returns once JetStream
-// stored it. Its Nats-Msg-Id is the job's stream sequence, so a letter
-// stored twice (by the loop and by the safety net) is kept once.
+// stored it. Its Nats-Msg-Id names the job (dl.MsgID), so a letter stored
+// twice (by the loop and by the safety net) is kept once.
 func storeDeadLetter(ctx context.Context, js messages.Publisher, dl *messages.DeadLetter) error {
 	body, err := json.Marshal(dl)
 	if err != nil {
@@ -735,7 +750,7 @@ func storeDeadLetter(ctx context.Context, js messages.Publisher, dl *messages.De
 	}
 	out := nats.NewMsg(messages.DLQSubject(dl.Subscription, dl.Type))
 	out.Data = body
-	out.Header.Set(messages.HeaderMsgID, messages.DLQMsgID(dl.StreamSeq))
+	out.Header.Set(messages.HeaderMsgID, dl.MsgID())
 	out.Header.Set(messages.HeaderDLQClass, dl.ErrorClass)
 	out.Header.Set(messages.HeaderDLQSubject, dl.Subject)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -85,29 +86,56 @@ func TestLoopEveryMalformationHasItsOwnReason(t *testing.T) {
 }
 
 // A replay killed between its publish and its delete leaves the letter in
-// both streams; the worker that runs the replayed job deletes the letter.
+// both streams; the worker that runs the replayed job deletes the letter,
+// but not another job's letter found at that sequence (the DLQ stream made
+// anew since the replay).
 func TestLoopReplayedJobDeletesItsLeftoverLetter(t *testing.T) {
 	t.Parallel()
-	e := newLoopEnv(t, 5)
-	ctx := context.Background()
-	letter := nats.NewMsg(messages.DLQSubject("contoso", messages.TypeLocation))
-	letter.Data = []byte(`{"subject":"bcsync.jobs.contoso.location.L0000"}`)
-	ack, err := e.b.JS.PublishMsg(ctx, letter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, _, err := messages.NewMsg(messages.Job{Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "L0000"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg.Header.Set(dlq.HeaderReplayOf, strconv.FormatUint(ack.Sequence, 10))
-	if _, err := e.b.JS.PublishMsg(ctx, msg); err != nil {
-		t.Fatal(err)
-	}
-	stats := &worker.Stats{}
-	e.run(t, worker.LoopConfig{Stats: stats, Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return nil })})
-	waitFor(t, 10*time.Second, "the replayed job acked", func() bool { return stats.Acked.Load() == 1 })
-	if n := e.streamMsgs(t, messages.StreamDLQ); n != 0 {
-		t.Errorf("the replayed job's letter is still in the DLQ (%d letters)", n)
+	for _, tc := range []struct {
+		name      string
+		letterKey string // the job the letter at the replayed sequence holds
+		left      uint64 // letters left
+	}{
+		{"its own letter", "L0000", 0},
+		{"another job's letter", "L0001", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newLoopEnv(t, 5)
+			ctx := context.Background()
+			jobs := map[string]*nats.Msg{}
+			job := func(key string) *nats.Msg {
+				if jobs[key] == nil {
+					msg, _, err := messages.NewMsg(messages.Job{ID: "job-" + key, Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: key})
+					if err != nil {
+						t.Fatal(err)
+					}
+					jobs[key] = msg
+				}
+				return jobs[key]
+			}
+			held := job(tc.letterKey)
+			body, err := json.Marshal(messages.DeadLetter{Subject: held.Subject, Body: held.Data})
+			if err != nil {
+				t.Fatal(err)
+			}
+			letter := nats.NewMsg(messages.DLQSubject("contoso", messages.TypeLocation))
+			letter.Data = body
+			ack, err := e.b.JS.PublishMsg(ctx, letter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := job("L0000")
+			msg.Header.Set(dlq.HeaderReplayOf, strconv.FormatUint(ack.Sequence, 10))
+			if _, err := e.b.JS.PublishMsg(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+			stats := &worker.Stats{}
+			e.run(t, worker.LoopConfig{Stats: stats, Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return nil })})
+			waitFor(t, 10*time.Second, "the replayed job acked", func() bool { return stats.Acked.Load() == 1 })
+			if n := e.streamMsgs(t, messages.StreamDLQ); n != tc.left {
+				t.Errorf("%d letters in the DLQ after the replayed job ran, want %d", n, tc.left)
+			}
+		})
 	}
 }

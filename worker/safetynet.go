@@ -22,10 +22,11 @@ const ClassMaxDeliveries Class = "max_deliveries"
 // maxDeliveriesAdvisory is JetStream's advisory for a message that reached
 // its consumer's MaxDeliver.
 type maxDeliveriesAdvisory struct {
-	Stream     string `json:"stream"`
-	Consumer   string `json:"consumer"`
-	StreamSeq  uint64 `json:"stream_seq"`
-	Deliveries uint64 `json:"deliveries"`
+	Stream     string    `json:"stream"`
+	Consumer   string    `json:"consumer"`
+	StreamSeq  uint64    `json:"stream_seq"`
+	Deliveries uint64    `json:"deliveries"`
+	Timestamp  time.Time `json:"timestamp"`
 }
 
 // SafetyNetConfig configures SafetyNet.
@@ -201,6 +202,11 @@ func rescue(ctx context.Context, js jetstream.JetStream, failures failureTimes, 
 	}
 	if err != nil {
 		return nil, err
+	}
+	if !a.Timestamp.IsZero() && raw.Time.After(a.Timestamp) {
+		// Stored after the advisory was raised: another job at the same
+		// sequence (the job stream made anew since), not the one named.
+		return nil, nil
 	}
 	job, _ := messages.Decode(raw.Data)
 	dl := newDeadLetter(raw.Subject, raw.Header, raw.Data, messages.StreamJobs, raw.Sequence, job, "")

@@ -333,7 +333,7 @@ func fillDLQWithCustomerJobs(t *testing.T, js jetstream.JetStream, sub string, n
 		}
 		out := nats.NewMsg(messages.DLQSubject(d.Subscription, d.Type))
 		out.Data = body
-		out.Header.Set(messages.HeaderMsgID, messages.DLQMsgID(d.StreamSeq))
+		out.Header.Set(messages.HeaderMsgID, d.MsgID())
 		out.Header.Set(messages.HeaderDLQClass, d.ErrorClass)
 		out.Header.Set(messages.HeaderDLQSubject, d.Subject)
 		ack, err := js.PublishMsg(ctx, out, jetstream.WithExpectStream(messages.StreamDLQ))
@@ -377,7 +377,7 @@ func scanReplay(t *testing.T, ctx context.Context, js jetstream.JetStream, lette
 			continue
 		}
 		replays[seq]++
-		if m.Subject != d.Subject || !bytes.Equal(m.Data, d.Body) || m.Header.Get(messages.HeaderMsgID) != dlq.ReplayMsgID(seq) {
+		if m.Subject != d.Subject || !bytes.Equal(m.Data, d.Body) || m.Header.Get(messages.HeaderMsgID) != dlq.ReplayMsgID(dlq.Letter{Seq: seq, DL: d}) {
 			t.Errorf("the replay of letter %d differs from its original job: subject %q, Nats-Msg-Id %q, body %s", seq, m.Subject, m.Header.Get(messages.HeaderMsgID), m.Data)
 		}
 	}

@@ -26,7 +26,7 @@ type dlqFilterFlags struct {
 
 func (ff *dlqFilterFlags) flags(f *pflag.FlagSet) {
 	f.StringVar(&ff.sub, "subscription", "", "only letters of this subscription")
-	f.StringVar(&ff.typ, "type", "", "only letters of this job type")
+	f.StringVar(&ff.typ, "type", "", "only letters of this job type (_unknown: the types this version does not know)")
 	f.StringVar(&ff.class, "class", "", "only letters of this error class (permanent, transient, ...)")
 	f.StringVar(&ff.since, "since", "", "only letters stored at or after: RFC 3339 time, or a duration ago (24h)")
 	f.StringVar(&ff.until, "until", "", "only letters stored at or before: RFC 3339 time, or a duration ago (1h)")

@@ -39,7 +39,7 @@ func fillDLQ(t *testing.T, b *broker.Broker, n int) []uint64 {
 		}
 		m := nats.NewMsg(messages.DLQSubject(d.Subscription, d.Type))
 		m.Data = body
-		m.Header.Set(messages.HeaderMsgID, messages.DLQMsgID(d.StreamSeq))
+		m.Header.Set(messages.HeaderMsgID, d.MsgID())
 		ack, err := b.JS.PublishMsg(ctx, m, jetstream.WithExpectStream(messages.StreamDLQ))
 		if err != nil {
 			t.Fatal(err)

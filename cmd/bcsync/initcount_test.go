@@ -35,7 +35,7 @@ func storeOldCustomerLetter(t *testing.T, js jetstream.JetStream) uint64 {
 	}
 	m := nats.NewMsg(messages.DLQSubject("demo", messages.TypeCustomer))
 	m.Data = body
-	m.Header.Set(messages.HeaderMsgID, messages.DLQMsgID(d.StreamSeq))
+	m.Header.Set(messages.HeaderMsgID, d.MsgID())
 	ack, err := js.PublishMsg(context.Background(), m, jetstream.WithExpectStream(messages.StreamDLQ))
 	if err != nil {
 		t.Fatal(err)

@@ -22,10 +22,19 @@ import (
 // HeaderReplayOf names, on a replayed job, the dead-letter sequence it came from.
 const HeaderReplayOf = "Bcsync-Replay-Of"
 
-// ReplayMsgID is the Nats-Msg-Id of the replay of the dead letter at dlqSeq,
-// so that a replay retried within the duplicate window is stored once.
-func ReplayMsgID(dlqSeq uint64) string {
-	return "bcsync-replay-" + strconv.FormatUint(dlqSeq, 10)
+// ReplayMsgID is the Nats-Msg-Id of the replay of the dead letter l, so
+// that a replay retried within the duplicate window is stored once: its
+// sequence in the DLQ and a digest of the job it holds. The digest keeps
+// apart the replays of two letters that share a sequence because the DLQ
+// stream was made anew; the second would otherwise be dropped as a
+// duplicate of the first, and its letter deleted.
+func ReplayMsgID(l Letter) string {
+	var subject string
+	var body []byte
+	if l.DL != nil {
+		subject, body = l.DL.Subject, l.DL.Body
+	}
+	return "bcsync-replay-" + strconv.FormatUint(l.Seq, 10) + "-" + messages.ContentDigest(subject, body)
 }
 
 // Filter selects dead letters. Zero fields match everything.
@@ -49,7 +58,9 @@ func (f Filter) Match(d *messages.DeadLetter, storedAt time.Time) bool {
 	if f.Subscription != "" && d.Subscription != f.Subscription {
 		return false
 	}
-	if f.Type != "" && d.Type != f.Type {
+	if f.Type != "" && d.Type != f.Type && string(f.Type) != messages.DLQTypeToken(d.Type) {
+		// Neither the type the letter names nor, for a type this version
+		// does not know, the "_unknown" it is filed under.
 		return false
 	}
 	if f.Class != "" && d.ErrorClass != f.Class {
@@ -84,7 +95,8 @@ func (f Filter) subject() string {
 		sub = f.Subscription
 	}
 	if f.Type != "" {
-		typ = string(f.Type)
+		// A type this version does not know is filed under "_unknown".
+		typ = messages.DLQTypeToken(f.Type)
 	}
 	if sub == "*" && typ == "*" {
 		return messages.DLQPrefix + ".>"
@@ -194,7 +206,7 @@ func ReplayMsg(l Letter) (*nats.Msg, error) {
 	}
 	msg := nats.NewMsg(l.DL.Subject)
 	msg.Data = l.DL.Body
-	for k, vs := range l.DL.Headers {
+	for k, vs := range l.DL.OriginalHeaders() {
 		name := k
 		if strings.EqualFold(name, messages.HeaderMsgID) || strings.HasPrefix(strings.ToLower(name), "nats-expected-") || strings.EqualFold(name, HeaderReplayOf) {
 			continue
@@ -203,7 +215,7 @@ func ReplayMsg(l Letter) (*nats.Msg, error) {
 			msg.Header.Add(k, v)
 		}
 	}
-	msg.Header.Set(messages.HeaderMsgID, ReplayMsgID(l.Seq))
+	msg.Header.Set(messages.HeaderMsgID, ReplayMsgID(l))
 	msg.Header.Set(HeaderReplayOf, strconv.FormatUint(l.Seq, 10))
 	return msg, nil
 }

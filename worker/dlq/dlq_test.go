@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker/dlq"
@@ -22,7 +23,7 @@ func putLetter(t *testing.T, js jetstream.JetStream, d messages.DeadLetter) uint
 	}
 	m := nats.NewMsg(messages.DLQSubject(d.Subscription, d.Type))
 	m.Data = body
-	m.Header.Set(messages.HeaderMsgID, messages.DLQMsgID(d.StreamSeq))
+	m.Header.Set(messages.HeaderMsgID, d.MsgID())
 	m.Header.Set(messages.HeaderDLQClass, d.ErrorClass)
 	m.Header.Set(messages.HeaderDLQSubject, d.Subject)
 	ack, err := js.PublishMsg(context.Background(), m, jetstream.WithExpectStream(messages.StreamDLQ))
@@ -161,8 +162,8 @@ func TestReplayMovesTheOriginalJob(t *testing.T) {
 	if string(raw.Data) != string(l.DL.Body) {
 		t.Errorf("body %s, want %s", raw.Data, l.DL.Body)
 	}
-	if got := raw.Header.Get(messages.HeaderMsgID); got != dlq.ReplayMsgID(l.Seq) {
-		t.Errorf("Nats-Msg-Id %q, want %q", got, dlq.ReplayMsgID(l.Seq))
+	if got := raw.Header.Get(messages.HeaderMsgID); got != dlq.ReplayMsgID(l) {
+		t.Errorf("Nats-Msg-Id %q, want %q", got, dlq.ReplayMsgID(l))
 	}
 	if got := raw.Header.Get(dlq.HeaderReplayOf); got != "1" {
 		t.Errorf("%s %q, want 1", dlq.HeaderReplayOf, got)
@@ -225,5 +226,49 @@ func TestPurge(t *testing.T) {
 	}
 	if err := dlq.Purge(ctx, fx.js, l); err != nil {
 		t.Errorf("purging twice: %v", err)
+	}
+}
+
+// BCSYNC_DLQ made anew (its sequences start again at 1) within the jobs
+// stream's duplicate window: replaying the new letter at a reused sequence
+// once published with the Nats-Msg-Id of an earlier, unrelated replay
+// (bcsync-replay-<seq>); JetStream dropped it as a duplicate, and Replay
+// deleted the letter: the job was in neither stream (invariant 5).
+func TestReplayAfterTheDLQWasMadeAnewKeepsTheLetter(t *testing.T) {
+	t.Parallel()
+	fx := setup(t)
+	ctx := context.Background()
+	first, err := dlq.Get(ctx, fx.js, fx.seqs["EAST"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dlq.Replay(ctx, fx.js, first); err != nil {
+		t.Fatal(err)
+	}
+	// An operator drops the dead letters by deleting the stream; a worker
+	// (or `bcsync dlq`) makes it anew.
+	if err := fx.js.DeleteStream(ctx, messages.StreamDLQ); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.EnsureStreams(ctx, fx.js, broker.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	seq := putLetter(t, fx.js, letter(77, "contoso", messages.Type("location"), "NORTH", "permanent", "BC said 400"))
+	if seq != first.Seq {
+		t.Fatalf("new letter at seq %d, want the reused seq %d", seq, first.Seq)
+	}
+	l, err := dlq.Get(ctx, fx.js, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replayErr := dlq.Replay(ctx, fx.js, l)
+	js, err := fx.js.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, jobErr := js.GetLastMsgForSubject(ctx, l.DL.Subject)
+	_, letterErr := dlq.Get(ctx, fx.js, seq)
+	if jobErr != nil && letterErr != nil {
+		t.Errorf("replay returned %v, the job NORTH is not in %s (%v) and its letter is gone (%v): lost", replayErr, messages.StreamJobs, jobErr, letterErr)
 	}
 }

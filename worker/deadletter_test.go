@@ -1,0 +1,131 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/messages"
+	"github.com/bcsync/bcsync/worker"
+	"github.com/bcsync/bcsync/worker/dlq"
+	"github.com/nats-io/nats.go"
+)
+
+// A letter of a job of an unknown type shows that type, and a filter on the
+// type it shows finds it: the letter is stored under
+// bcsync.dlq.<sub>._unknown, where the filter once never looked.
+func TestDLQTypeFilterFindsTheTypeItShows(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	m := nats.NewMsg("bcsync.jobs.contoso.vendor.V01")
+	m.Data = []byte(`{"v":1,"id":"j1","subscription":"contoso","type":"vendor","op":"upsert","key":"V01"}`)
+	if _, err := e.b.JS.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Stats: stats, Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return nil })})
+	waitFor(t, 10*time.Second, "dead-lettered", func() bool { return stats.DeadLettered.Load() == 1 })
+	var shown messages.Type
+	if err := dlq.List(context.Background(), e.b.JS, dlq.Filter{}, func(l dlq.Letter) error { shown = l.DL.Type; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []messages.Type{shown, "_unknown"} {
+		n := 0
+		if err := dlq.List(context.Background(), e.b.JS, dlq.Filter{Subscription: "contoso", Type: typ}, func(dlq.Letter) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("list shows the letter with type %q, but a filter on type %q finds %d letter(s)", shown, typ, n)
+		}
+	}
+	n := 0
+	if err := dlq.List(context.Background(), e.b.JS, dlq.Filter{Type: messages.TypeLocation}, func(dlq.Letter) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("a filter on type location finds %d letter(s) of type %q", n, shown)
+	}
+}
+
+// The dead letter must hold the original headers byte for byte (invariant 1),
+// so that a replay republishes the job as it was.
+func TestDeadLetterKeepsHeaderBytes(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	msg, _, err := messages.NewMsg(messages.Job{ID: "j1", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "L0001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const latin1 = "M\xfcller" // "Müller" in ISO-8859-1, as an upstream publisher may send it
+	msg.Header.Set("X-Customer-Name", latin1)
+	if _, err := e.b.JS.PublishMsg(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Stats: stats, Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+		return worker.Permanent(errors.New("refused"))
+	})})
+	waitFor(t, 10*time.Second, "dead-lettered", func() bool { return stats.DeadLettered.Load() == 1 })
+	dl := readDLQ(t, e.b.JS, 1)[0]
+	if got := dl.OriginalHeaders()["X-Customer-Name"]; len(got) != 1 || got[0] != latin1 {
+		t.Errorf("dead letter header X-Customer-Name = %q, want the original bytes %q", got, latin1)
+	}
+	replay, err := dlq.ReplayMsg(dlq.Letter{Seq: 1, DL: dl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := replay.Header.Values("X-Customer-Name"); len(got) != 1 || got[0] != latin1 {
+		t.Errorf("replay header X-Customer-Name = %q, want the original bytes %q", got, latin1)
+	}
+	if got := dl.OriginalHeaders()[messages.HeaderMsgID]; len(got) != 1 || got[0] != msg.Header.Get(messages.HeaderMsgID) {
+		t.Errorf("dead letter header %s = %q, want the original %q", messages.HeaderMsgID, got, msg.Header.Get(messages.HeaderMsgID))
+	}
+}
+
+// BCSYNC_JOBS made anew (its sequences start again at 1) within the DLQ's
+// duplicate window: a job dead-lettered at a reused sequence once got the
+// same Nats-Msg-Id (bcsync-dlq-<seq>) as an earlier, unrelated letter, was
+// dropped by BCSYNC_DLQ as a duplicate, and then Termed: a job gone with no
+// dead letter (invariant 1).
+func TestDeadLetterOfAJobAfterTheJobStreamWasMadeAnew(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 5)
+	ctx := context.Background()
+	fail := worker.HandlerFunc(func(context.Context, *messages.Job) error { return worker.Permanent(errors.New("refused")) })
+	e.publish(t, 1) // L0000 at seq 1
+	stats := &worker.Stats{}
+	stop := e.run(t, worker.LoopConfig{Stats: stats, Handler: fail})
+	waitFor(t, 10*time.Second, "first job dead-lettered", func() bool { return stats.DeadLettered.Load() == 1 })
+	stop()
+
+	// An operator deletes BCSYNC_JOBS; a worker (or nats stream add) makes it anew.
+	if err := e.b.JS.DeleteStream(ctx, messages.StreamJobs); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.EnsureStreams(ctx, e.b.JS, broker.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := broker.EnsureConsumer(ctx, e.b.JS, broker.ConsumerOptions{Subscription: "contoso", MaxDeliver: 5, AckWait: 5 * time.Second, MaxAckPending: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cons = cons
+	if _, _, err := messages.Publish(ctx, e.b.JS, messages.Job{ID: "other", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "OTHER"}); err != nil {
+		t.Fatal(err)
+	}
+	stats2 := &worker.Stats{}
+	e.run(t, worker.LoopConfig{Stats: stats2, Handler: fail})
+	waitFor(t, 10*time.Second, "second job settled", func() bool { return stats2.DeadLettered.Load() == 1 })
+	if n := e.streamMsgs(t, messages.StreamJobs); n != 0 {
+		t.Fatalf("jobs stream holds %d", n)
+	}
+	keys := map[string]bool{}
+	if err := dlq.List(ctx, e.b.JS, dlq.Filter{}, func(l dlq.Letter) error { keys[l.DL.Key] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !keys["OTHER"] {
+		t.Errorf("job OTHER was Termed as dead-lettered, but BCSYNC_DLQ holds no letter for it (letters: %v)", keys)
+	}
+}
