@@ -352,11 +352,13 @@ func (f follower) read(ctx context.Context) (worker.Progress, error) {
 // that a worker requeued; the stream keeps a job until it is settled). A
 // job of the same type published meanwhile by someone else, in that range,
 // is waited for too.
+//
+// The stream is read before the requeued mark: a worker requeueing a job
+// publishes the copy, raises the mark, then settles the original, so a
+// stream read that no longer finds the original is followed by a mark read
+// that finds the copy. (Read the other way round, a requeue between the two
+// reads was missed.)
 func (f follower) left(ctx context.Context, p worker.Progress) (bool, error) {
-	requeued, _, err := worker.RequeuedSeq(ctx, f.progress, f.sub, f.jobID)
-	if err != nil {
-		return false, fmt.Errorf("init: %w", err)
-	}
 	s, err := f.js.Stream(ctx, messages.StreamJobs)
 	if err != nil {
 		return false, fmt.Errorf("init: stream %s: %w", messages.StreamJobs, err)
@@ -367,6 +369,10 @@ func (f follower) left(ctx context.Context, p worker.Progress) (bool, error) {
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("init: look for the jobs left: %w", err)
+	}
+	requeued, _, err := worker.RequeuedSeq(ctx, f.progress, f.sub, f.jobID)
+	if err != nil {
+		return false, fmt.Errorf("init: %w", err)
 	}
 	return m.Sequence <= max(p.LastSeq, requeued, f.seq), nil
 }

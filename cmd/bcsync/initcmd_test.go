@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -384,4 +386,68 @@ func TestInitWaitsForRequeuedCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(false, "the copy settled")
+}
+
+// interleavedKV runs after, once, right after the first read of the
+// requeued mark: what a worker requeueing a record job does between
+// follower.left's read of the mark and its look at the job stream.
+type interleavedKV struct {
+	jetstream.KeyValue
+	key   string
+	once  sync.Once
+	after func()
+}
+
+func (k *interleavedKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	e, err := k.KeyValue.Get(ctx, key)
+	if key == k.key {
+		k.once.Do(k.after)
+	}
+	return e, err
+}
+
+// A worker requeues a record job on its last delivery as the docs say:
+// copy published (past LastSeq), mark raised, original settled. left reads
+// the mark before it looks at the stream, so a requeue that lands between
+// the two is missed: left reports nothing left while the copy is queued,
+// and init exits 0 before the job ran (if it is then dead-lettered, init
+// never says so).
+func TestLeftSeesACopyRequeuedBetweenItsTwoReads(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	progress := brokertest.KV(t, b, broker.BucketProgress)
+	var seqs []uint64
+	for i := range 3 { // the initialize job, one record job, and (below) its requeued copy
+		ack, _, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: "demo", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: fmt.Sprintf("L%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	s, err := b.JS.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(ctx, seqs[0]); err != nil { // the initialize job is settled
+		t.Fatal(err)
+	}
+	// seqs[1] is the record job on its last delivery; seqs[2] its copy,
+	// published already. The worker now raises the mark, then settles seqs[1].
+	kv := &interleavedKV{KeyValue: progress, key: worker.RequeuedKey("demo", "init-1"), after: func() {
+		if _, err := progress.Create(ctx, worker.RequeuedKey("demo", "init-1"), []byte(strconv.FormatUint(seqs[2], 10))); err != nil {
+			t.Error(err)
+		}
+		if err := s.DeleteMsg(ctx, seqs[1]); err != nil {
+			t.Error(err)
+		}
+	}}
+	f := follower{js: b.JS, progress: kv, sub: "demo", t: messages.TypeLocation, jobID: "init-1", seq: seqs[0]}
+	left, err := f.left(ctx, worker.Progress{Done: true, LastSeq: seqs[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !left {
+		t.Errorf("left = false while the requeued copy (seq %d) is still queued: init reports the initialization done", seqs[2])
+	}
 }
