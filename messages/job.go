@@ -176,7 +176,9 @@ func checkKey(key string, t Type) string {
 		switch {
 		case !unicode.IsPrint(r):
 			return fmt.Sprintf("contains the non-printable character %U", r)
-		case unicode.IsLower(r):
+		case unicode.IsLower(r) && unicode.ToUpper(r) != r:
+			// BC upper-cases codes, so a letter that has an upper-case
+			// form is a typo; one without ('ß' in "GROßHANDEL") is BC's.
 			return fmt.Sprintf("contains the lower-case letter %q; BC codes are upper-case", r)
 		}
 	}

@@ -29,6 +29,9 @@ func TestValidate(t *testing.T) {
 		{"valid code", func(j *messages.Job) {}, nil, ""},
 		{"valid guid", func(j *messages.Job) { j.Key = "5d115c9c-44e3-ea11-bb43-000d3a2feca1" }, nil, ""},
 		{"valid code with space and dot", func(j *messages.Job) { j.Key = "MAIN ST.1" }, nil, ""},
+		// BC upper-cases codes, which leaves a letter with no upper-case
+		// form as it is.
+		{"valid code with sharp s", func(j *messages.Job) { j.Key = "GROßHANDEL" }, nil, ""},
 		{"valid initialize", func(j *messages.Job) { j.Op = messages.OpInitialize; j.Key = "" }, nil, ""},
 		{"valid delta", func(j *messages.Job) { j.Op = messages.OpDelta; j.Key = "" }, nil, ""},
 		{"valid snapshot", func(j *messages.Job) { j.Data = json.RawMessage(`{"code":"EAST"}`) }, nil, ""},
@@ -45,6 +48,7 @@ func TestValidate(t *testing.T) {
 		{"missing key", func(j *messages.Job) { j.Key = "" }, messages.ErrMissingField, "key"},
 		{"key too long", func(j *messages.Job) { j.Key = strings.Repeat("A", 21) }, messages.ErrBadKey, "key"},
 		{"key lower case", func(j *messages.Job) { j.Key = "east" }, messages.ErrBadKey, "key"},
+		{"key lower case umlaut", func(j *messages.Job) { j.Key = "MüLLER" }, messages.ErrBadKey, "key"},
 		{"key control char", func(j *messages.Job) { j.Key = "EA\nST" }, messages.ErrBadKey, "key"},
 		{"key padded", func(j *messages.Job) { j.Key = " EAST" }, messages.ErrBadKey, "key"},
 		{"key bad utf8", func(j *messages.Job) { j.Key = "E\xffST" }, messages.ErrBadKey, "key"},

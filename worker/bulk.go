@@ -15,6 +15,7 @@ import (
 
 	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/internal/errtext"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -34,6 +35,11 @@ type Progress struct {
 	// Pages and Enqueued count the pages read and the jobs published.
 	Pages    int `json:"pages"`
 	Enqueued int `json:"enqueued"`
+	// Skipped counts the BC records that cannot travel as a job (a code
+	// no job key can carry, a record too large), never enqueued;
+	// SkippedKeys names the first MaxSkippedKeys of them, with the reason.
+	Skipped     int      `json:"skipped,omitempty"`
+	SkippedKeys []string `json:"skipped_keys,omitempty"`
 	// LastSeq is the highest BCSYNC_JOBS sequence of the jobs published:
 	// once no job of the type is left in the stream between the bulk job's
 	// own sequence and this one, its records are all settled (bcsync init
@@ -185,11 +191,17 @@ func (b *Bulk) Handle(ctx context.Context, job *messages.Job) error {
 		opts = append(opts, bcclient.ResumeAt(p.Next))
 	}
 	page := func(recs []snapshot) error {
-		last, err := b.publish(ctx, job, recs)
+		last, skipped, err := b.publish(ctx, job, recs)
 		if err != nil {
 			return err
 		}
-		p.Enqueued += len(recs)
+		p.Enqueued += len(recs) - len(skipped)
+		p.Skipped += len(skipped)
+		for _, e := range skipped {
+			if len(p.SkippedKeys) < MaxSkippedKeys {
+				p.SkippedKeys = append(p.SkippedKeys, errtext.Truncate(e.Error(), 300))
+			}
+		}
 		p.LastSeq = max(p.LastSeq, last)
 		for _, r := range recs {
 			if r.modified.After(p.Newest) {
@@ -276,11 +288,16 @@ func derivedID(parent, key string) string {
 	return "bulk-" + hex.EncodeToString(sum[:12])
 }
 
+// MaxSkippedKeys is how many of the records a bulk job skipped its
+// progress names (Progress.SkippedKeys).
+const MaxSkippedKeys = 20
+
 // publish sends one upsert job per record and returns once JetStream stored
-// them all, with the highest stream sequence among them. Their ids derive
-// from the bulk job and the record, so that a page published again after a
+// them all, with the highest stream sequence among them, and why the
+// records that cannot travel as a job were skipped. Their ids derive from
+// the bulk job and the record, so that a page published again after a
 // crash is deduplicated (its sequences are then the first copies').
-func (b *Bulk) publish(ctx context.Context, job *messages.Job, recs []snapshot) (uint64, error) {
+func (b *Bulk) publish(ctx context.Context, job *messages.Job, recs []snapshot) (uint64, []error, error) {
 	errs := make(chan error, len(recs))
 	var last atomic.Uint64
 	var wg sync.WaitGroup
@@ -304,17 +321,19 @@ func (b *Bulk) publish(ctx context.Context, job *messages.Job, recs []snapshot) 
 	}
 	wg.Wait()
 	close(errs)
-	var all []error
+	var all, skipped []error
 	for err := range errs {
 		if errors.Is(err, messages.ErrBadKey) || errors.Is(err, messages.ErrDataTooLarge) {
 			// A record that cannot travel as a job: BC's problem, not the
-			// page's. It is logged; the others go on.
+			// page's. It is logged and counted in the progress (bcsync init
+			// reports it and fails); the others go on.
 			zerolog.Ctx(ctx).Error().Err(err).Msg("a BC record cannot be enqueued")
+			skipped = append(skipped, err)
 			continue
 		}
 		all = append(all, err)
 	}
-	return last.Load(), errors.Join(all...)
+	return last.Load(), skipped, errors.Join(all...)
 }
 
 func (b *Bulk) load(ctx context.Context, key string) (Progress, uint64, error) {

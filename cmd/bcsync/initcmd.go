@@ -53,7 +53,7 @@ initialized.
 Follows the progress (pages read, jobs enqueued, dead letters) until every
 job it enqueued is settled, whatever else the subscription's queue holds,
 and exits non-zero if anything was dead-lettered, at once if the initialize
-job itself was. --no-wait returns once the job is queued; it does not go
+job itself was, or if a BC record could not travel as a job (it names them). --no-wait returns once the job is queued; it does not go
 with "all", which waits for each type before the next: run the types one
 by one with --no-wait instead, each once the one before is done.
 
@@ -102,7 +102,7 @@ Workers must be running: init fails if no worker serves the subscription
 			if err := waitForWorker(ctx, b.JS, sub, noWait, errw); err != nil {
 				return err
 			}
-			dead := 0
+			dead, skipped := 0, 0
 			for _, t := range types {
 				f := follower{js: b.JS, progress: kvs[broker.BucketProgress], sub: sub, t: t, bar: progress, w: errw}
 				if !noWait {
@@ -126,12 +126,27 @@ Workers must be running: init fails if no worker serves the subscription
 					return err
 				}
 				dead += d
-				fmt.Fprintf(out, "initialize %s: %d pages read, %d jobs enqueued, %d dead-lettered\n", t, p.Pages, p.Enqueued, d)
+				skipped += p.Skipped
+				fmt.Fprintf(out, "initialize %s: %d pages read, %d jobs enqueued, %d dead-lettered", t, p.Pages, p.Enqueued, d)
+				if p.Skipped > 0 {
+					fmt.Fprintf(out, ", %d BC records skipped: they cannot travel as a job", p.Skipped)
+				}
+				fmt.Fprintln(out)
+				for _, k := range p.SkippedKeys {
+					fmt.Fprintf(out, "  skipped: %s\n", k)
+				}
+				if more := p.Skipped - len(p.SkippedKeys); more > 0 {
+					fmt.Fprintf(out, "  and %d more (see the worker's log)\n", more)
+				}
 			}
+			var errs []error
 			if dead > 0 {
-				return fmt.Errorf("init: %d jobs dead-lettered: see bcsync dlq list --subscription %s", dead, sub)
+				errs = append(errs, fmt.Errorf("init: %d jobs dead-lettered: see bcsync dlq list --subscription %s", dead, sub))
 			}
-			return nil
+			if skipped > 0 {
+				errs = append(errs, fmt.Errorf("init: %d BC records were not synced: they cannot travel as a job (listed above)", skipped))
+			}
+			return errors.Join(errs...)
 		},
 	}
 	f := cmd.Flags()

@@ -451,3 +451,44 @@ func TestLeftSeesACopyRequeuedBetweenItsTwoReads(t *testing.T) {
 		t.Errorf("left = false while the requeued copy (seq %d) is still queued: init reports the initialization done", seqs[2])
 	}
 }
+
+// A code BC upper-cased but that keeps a letter with no upper-case form
+// ("GROßHANDEL") is a valid job key: the record is synced like the others.
+// A record that cannot travel as a job is named by init, which fails: it
+// once counted it as enqueued and exited 0.
+func TestInitReportsTheRecordsItCannotEnqueue(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		code   string
+		synced int
+		exit   int
+	}{
+		{"GROßHANDEL", 5, 0},
+		{"BAD\tCODE", 4, 1},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			t.Parallel()
+			e := newInitEnv(t, bctest.Options{Locations: 5, Budget: -1})
+			if !e.bc.Rename(bctest.SetLocations, e.bc.LocationCodes()[2], tc.code) {
+				t.Fatal("rename refused")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			code, out, errOut := runCmd(t, ctx, "", "init", "location", "--subscription", "demo", "--nats-url", e.b.ClientURL(), "--progress=false")
+			if got := e.ip.Count("location"); code != tc.exit || got != tc.synced {
+				t.Fatalf("exit %d with %d of 5 locations at iPaaS.com, want exit %d with %d\nstdout:\n%s\nstderr:\n%s", code, got, tc.exit, tc.synced, out, errOut)
+			}
+			if tc.exit == 0 {
+				return
+			}
+			for _, want := range []string{"4 jobs enqueued", "1 BC records skipped", `"BAD\tCODE"`, "non-printable"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("stdout does not say %q:\n%s", want, out)
+				}
+			}
+			if !strings.Contains(errOut, "1 BC records were not synced") {
+				t.Errorf("stderr does not say why init failed:\n%s", errOut)
+			}
+		})
+	}
+}
