@@ -606,14 +606,20 @@ func AfterPage(fn func(next string) error) ListOption {
 	return func(o *listOptions) { o.afterPage = fn }
 }
 
+// ErrBadResumeLink is returned, before any request, by a listing given a
+// saved next-page link (ResumeAt) that this client cannot follow: not an
+// absolute URL, or not on its API host (api_url changed since it was
+// saved). Start the listing over instead.
+var ErrBadResumeLink = errors.New("bcclient: the saved next-page link cannot be followed")
+
 // resumeLink checks a saved next-page link, as nextLink checks BC's.
 func (c *Client) resumeLink(link string) (string, error) {
 	u, err := url.Parse(link)
 	if err != nil || !u.IsAbs() {
-		return "", fmt.Errorf("bcclient: resume at %q: not an absolute URL", link)
+		return "", fmt.Errorf("bcclient: resume at %q: %w: not an absolute URL", link, ErrBadResumeLink)
 	}
 	if u.User != nil || !strings.EqualFold(u.Scheme, c.api.Scheme) || hostPort(u) != hostPort(c.api) {
-		return "", fmt.Errorf("bcclient: resume: %w: %s://%s is not %s://%s", ErrForeignNextLink, u.Scheme, u.Host, c.api.Scheme, c.api.Host)
+		return "", fmt.Errorf("bcclient: resume: %w: %w: %s://%s is not %s://%s", ErrBadResumeLink, ErrForeignNextLink, u.Scheme, u.Host, c.api.Scheme, c.api.Host)
 	}
 	return u.String(), nil
 }

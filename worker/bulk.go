@@ -182,6 +182,7 @@ func (b *Bulk) Handle(ctx context.Context, job *messages.Job) error {
 	} else {
 		log.Info().Int("pages", p.Pages).Int("enqueued", p.Enqueued).Msg("resuming a bulk job at its checkpoint")
 	}
+	// AfterPage first: opts[:1] is the listing without its checkpoint.
 	opts := []bcclient.ListOption{bcclient.AfterPage(func(next string) error {
 		p.Next, p.Pages, p.Done, p.Updated = next, p.Pages+1, next == "", time.Now().UTC()
 		rev, err = b.save(ctx, key, p, rev)
@@ -210,7 +211,15 @@ func (b *Bulk) Handle(ctx context.Context, job *messages.Job) error {
 		}
 		return nil
 	}
-	if err := b.list(ctx, job.Type, p.Since, page, opts); err != nil {
+	err = b.list(ctx, job.Type, p.Since, page, opts)
+	if errors.Is(err, bcclient.ErrBadResumeLink) {
+		// Every delivery would fail the same way: start over (the jobs
+		// published again are deduplicated, or rewrite the same state).
+		log.Warn().Err(err).Msg("the bulk job's checkpoint cannot be resumed (api_url changed?): starting over from the first page")
+		p.Next = ""
+		err = b.list(ctx, job.Type, p.Since, page, opts[:1])
+	}
+	if err != nil {
 		return err
 	}
 	return b.finish(ctx, job, p)

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -163,5 +164,38 @@ func TestE2EDeltaReadsTheOverlapAgain(t *testing.T) {
 	}
 	if n := e.streamMsgs(messages.StreamDLQ); n != 0 {
 		t.Errorf("%d dead letters", n)
+	}
+}
+
+// A checkpoint whose next-page link cannot be followed (unreadable, or on
+// another host after api_url changed) fails the same way on every delivery:
+// the bulk job starts over from the first page instead of burning its
+// deliveries as a transient failure until it is dead-lettered.
+func TestBulkStartsOverFromACheckpointItCannotResume(t *testing.T) {
+	t.Parallel()
+	for name, next := range map[string]string{
+		"unreadable":   "::not a url",
+		"foreign host": "https://api.businesscentral.dynamics.com/v2.0/t/Production/api/v2.0/companies(00000000-0000-4000-8000-000000000001)/locations?$skiptoken=x",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := newDeltaRig(t, 5, 2)
+			ctx := context.Background()
+			job := &messages.Job{ID: "init-x", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpInitialize}
+			cp := `{"job_id":"init-x","type":"location","op":"initialize","next":"` + next + `","pages":1,"enqueued":2}`
+			if _, err := r.bulk.Progress.Put(ctx, worker.ProgressKey("contoso", job.ID), []byte(cp)); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.bulk.Handle(ctx, job); err != nil {
+				t.Fatalf("Handle = %v (class %s), want the bulk started over", err, worker.Classify(err))
+			}
+			r.rec.mu.Lock()
+			keys := slices.Clone(r.rec.keys)
+			r.rec.mu.Unlock()
+			slices.Sort(keys)
+			if want := r.bc.LocationCodes(); !slices.Equal(keys, want) {
+				t.Errorf("published %v, want every location %v", keys, want)
+			}
+		})
 	}
 }
