@@ -113,21 +113,13 @@ func ParseNotification(body []byte) ([]Notification, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("webhook: %w: "+format, append([]any{ErrMalformed}, a...)...)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	var env struct {
-		Value []item `json:"value"`
+	var env struct{ Value []item }
+	var err error
+	if env.Value, err = decodeItems(body); err != nil {
+		return nil, bad("%w", err)
 	}
-	if err := dec.Decode(&env); err != nil {
-		return nil, bad("not a JSON object with a value array: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, bad("data after the JSON object")
-	}
-	switch n := len(env.Value); {
-	case n == 0:
+	if len(env.Value) == 0 {
 		return nil, bad("no items in value")
-	case n > MaxItems:
-		return nil, bad("%d items, at most %d", n, MaxItems)
 	}
 	out := make([]Notification, len(env.Value))
 	for i, it := range env.Value {
@@ -157,6 +149,72 @@ func redact(s string, secrets ...string) string {
 }
 
 // jsonProblem describes a decoding error without quoting the body.
+// errNotEnvelope is what decodeItems says of a body that is not a JSON
+// object with a value array.
+const errNotEnvelope = "not a JSON object with a value array"
+
+// decodeItems decodes {"value":[...]} item by item, and stops at the first
+// item past MaxItems: a body of many small items ({"value":[{},{},...]})
+// is refused before it is all decoded, since each item costs far more
+// memory than its bytes. Other members are skipped; "value" is matched
+// case-insensitively, as encoding/json matches a field.
+func decodeItems(body []byte) ([]item, error) {
+	notEnvelope := func(err error) error { return fmt.Errorf("%s: %s", errNotEnvelope, jsonProblem(err)) }
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil {
+		return nil, notEnvelope(err)
+	} else if tok != json.Delim('{') {
+		return nil, errors.New(errNotEnvelope)
+	}
+	var items []item
+	seen := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, notEnvelope(err)
+		}
+		if name, _ := tok.(string); !strings.EqualFold(name, "value") {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, notEnvelope(err)
+			}
+			continue
+		}
+		if seen {
+			return nil, errors.New("value given twice")
+		}
+		seen = true
+		switch tok, err := dec.Token(); {
+		case err != nil:
+			return nil, notEnvelope(err)
+		case tok == nil: // null: no items
+			continue
+		case tok != json.Delim('['):
+			return nil, errors.New(errNotEnvelope + ": value is not an array")
+		}
+		for dec.More() {
+			if len(items) == MaxItems {
+				return nil, fmt.Errorf("more than %d items", MaxItems)
+			}
+			var it item
+			if err := dec.Decode(&it); err != nil {
+				return nil, notEnvelope(err)
+			}
+			items = append(items, it)
+		}
+		if _, err := dec.Token(); err != nil { // ]
+			return nil, notEnvelope(err)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // }
+		return nil, notEnvelope(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	return items, nil
+}
+
 func jsonProblem(err error) string {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
@@ -164,7 +222,11 @@ func jsonProblem(err error) string {
 	case errors.As(err, &syn):
 		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
 	case errors.As(err, &typ):
-		return fmt.Sprintf("%s where %s belongs", typ.Value, strings.TrimPrefix(typ.Field, "Value."))
+		field := strings.TrimPrefix(typ.Field, "Value.")
+		if field == "" {
+			field = "an item"
+		}
+		return fmt.Sprintf("%s where %s belongs", typ.Value, field)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "truncated"
 	}
