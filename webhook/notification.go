@@ -389,21 +389,36 @@ var errTimeRange = errors.New("outside the years 0001-9999 in UTC")
 // timeProblem says what is wrong with a date and time that parseTime
 // refused.
 func timeProblem(field, v string, err error) error {
-	if errors.Is(err, errTimeRange) {
+	if errors.Is(err, errTimeRange) || errors.Is(err, errBlankTime) {
 		return fmt.Errorf("%s %q is %v", field, clip(v, 40), err)
 	}
 	return fmt.Errorf("%s %q is not an ISO 8601 date and time", field, clip(v, 40))
 }
 
+// errBlankTime is BC's blank DateTime (0001-01-01T00:00:00), which is no
+// time: a job needs the change's time (a delete records it, so that an
+// older read does not bring the record back).
+var errBlankTime = errors.New("BC's blank date and time, not the change's")
+
+// parseTime parses an ISO 8601 date and time: RFC 3339, or without a zone
+// (UTC), with two-digit hours, minutes and seconds.
 func parseTime(s string) (time.Time, error) {
+	if len(s) < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, errors.New("not yyyy-mm-ddThh:mm:ss")
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		t, err = time.Parse("2006-01-02T15:04:05.999999999", s)
 	}
-	if err == nil && !messages.InTimeRange(t) {
+	switch {
+	case err != nil:
+		return time.Time{}, err
+	case !messages.InTimeRange(t):
 		return time.Time{}, errTimeRange
+	case t.IsZero():
+		return time.Time{}, errBlankTime
 	}
-	return t.UTC(), err
+	return t.UTC(), nil
 }
 
 func printable(s string) bool {

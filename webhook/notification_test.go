@@ -170,6 +170,19 @@ func TestJobs(t *testing.T) {
 	}
 }
 
+// A change needs its time: BC's blank DateTime is none (a delete without
+// it would record no time, and an older read could bring the record back),
+// and a time not in ISO 8601's two-digit form is not BC's.
+func TestParseNotificationRefusesBlankAndNonISOTimes(t *testing.T) {
+	t.Parallel()
+	for _, at := range []string{"0001-01-01T00:00:00Z", "0001-01-01T00:00:00", "0001-01-01T0:00:00", "2026-11-29T1:00:00Z", "2026-11-29 10:00:00Z"} {
+		ns, err := webhook.ParseNotification(body(item(testState, "deleted", customerRes(customerID), at)))
+		if !errors.Is(err, webhook.ErrMalformed) || !strings.Contains(err.Error(), "lastModifiedDateTime") {
+			t.Errorf("lastModifiedDateTime %q: %+v, %v; want it refused", at, ns, err)
+		}
+	}
+}
+
 // A body of many empty items ({"value":[{},{},...]}), which anyone can
 // send before any clientState is checked, is refused at the first item past
 // MaxItems: decoded whole, 4 MiB of it once took about 750 MiB of memory.
