@@ -2,12 +2,14 @@ package webhook_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,6 +129,16 @@ type stored struct {
 }
 
 // jobs returns every job in BCSYNC_JOBS, in order.
+// byChange sorts stored jobs by their change's time, then type and key:
+// the receiver publishes the jobs of different records at once, so their
+// order in the stream is not the notification's.
+func byChange(s []stored) []stored {
+	slices.SortStableFunc(s, func(a, b stored) int {
+		return cmp.Or(a.Job.ChangedAt.Compare(b.Job.ChangedAt), cmp.Compare(a.Job.Type, b.Job.Type), cmp.Compare(a.Job.Key, b.Job.Key))
+	})
+	return s
+}
+
 func jobs(t *testing.T, js jetstream.JetStream) []stored {
 	t.Helper()
 	ctx := context.Background()

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -275,25 +276,15 @@ func (r *Receiver) notification(w http.ResponseWriter, req *http.Request, name s
 	// jobs published are then deduplicated.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.PublishTimeout)
 	defer cancel()
-	var enq, dup int64
-	for _, j := range jobs {
-		ack, _, err := messages.Publish(ctx, r.cfg.JS, j)
-		if err != nil {
-			r.enqueued.Add(enq)
-			r.duplicates.Add(dup)
-			r.log.Error().Err(err).Str("subscription", name).Int("jobs", len(jobs)).Int64("published", enq+dup).
-				Msg("webhook: JetStream did not take the jobs of a notification: answered 503, BC retries")
-			r.reject(w, req, name, ReasonUnavailable, http.StatusServiceUnavailable, "the job queue is unavailable: retry later")
-			return
-		}
-		if ack.Duplicate {
-			dup++
-		} else {
-			enq++
-		}
-	}
+	enq, dup, err := publishAll(ctx, r.cfg.JS, jobs)
 	r.enqueued.Add(enq)
 	r.duplicates.Add(dup)
+	if err != nil {
+		r.log.Error().Err(err).Str("subscription", name).Int("jobs", len(jobs)).Int64("published", enq+dup).
+			Msg("webhook: JetStream did not take the jobs of a notification: answered 503, BC retries")
+		r.reject(w, req, name, ReasonUnavailable, http.StatusServiceUnavailable, "the job queue is unavailable: retry later")
+		return
+	}
 	r.accepted.Add(1)
 	r.items.Add(int64(len(ns)))
 	r.ignored.Add(int64(ignored))
@@ -305,6 +296,56 @@ func (r *Receiver) notification(w http.ResponseWriter, req *http.Request, name s
 	}
 	ev.Str("subscription", name).Int("items", len(ns)).Int("jobs", len(jobs)).Int64("enqueued", enq).
 		Int64("duplicates", dup).Int("ignored", ignored).Dur("elapsed", time.Since(start)).Msg("webhook notification enqueued")
+}
+
+// publishConcurrency is how many publishes of one notification's jobs wait
+// for JetStream at once: BC's largest notification (1,000 changes) must fit
+// in PublishTimeout even when each publish is a round trip across zones.
+const publishConcurrency = 32
+
+// publishAll publishes jobs, up to publishConcurrency at once, and returns
+// how many JetStream stored and how many it found duplicates, and the
+// first error (the others are then not published: the notification is
+// answered 503 and delivered again). Jobs of one record (one subject) are
+// published one after the other, in their order.
+func publishAll(ctx context.Context, js messages.Publisher, jobs []messages.Job) (enq, dup int64, err error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var order []string
+	bySubject := map[string][]messages.Job{}
+	for _, j := range jobs {
+		subj := j.Subject()
+		if bySubject[subj] == nil {
+			order = append(order, subj)
+		}
+		bySubject[subj] = append(bySubject[subj], j)
+	}
+	var stored, dups atomic.Int64
+	sem := make(chan struct{}, publishConcurrency)
+	var wg sync.WaitGroup
+	for _, subj := range order {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			for _, j := range bySubject[subj] {
+				ack, _, err := messages.Publish(ctx, js, j)
+				if err != nil {
+					cancel(err)
+					return
+				}
+				if ack.Duplicate {
+					dups.Add(1)
+				} else {
+					stored.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return stored.Load(), dups.Load(), context.Cause(ctx)
 }
 
 // reject answers status with a short plain-text reason, which never holds a

@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/bcclient/bctest"
 	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/config"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/webhook"
@@ -289,7 +292,7 @@ func TestChangesBecomeJobs(t *testing.T) {
 		t.Fatalf("status %d: %s", status, answer)
 	}
 	assertNoSecret(t, "answer", answer)
-	got := jobs(t, r.js)
+	got := byChange(jobs(t, r.js))
 	want := []struct {
 		typ     messages.Type
 		op      messages.Op
@@ -404,7 +407,7 @@ func TestBCNotifyEnqueuesJobs(t *testing.T) {
 	if len(ds) != 1 || ds[0].Status != http.StatusAccepted || ds[0].Err != nil || ds[0].Dropped {
 		t.Fatalf("deliveries %+v", ds)
 	}
-	got := jobs(t, r.js)
+	got := byChange(jobs(t, r.js))
 	if len(got) != 2 {
 		t.Fatalf("%d jobs, want 2: %+v", len(got), got)
 	}
@@ -509,5 +512,91 @@ func TestLargestGenuineNotificationIsAccepted(t *testing.T) {
 	if status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
 		t.Errorf("a genuine notification of %d items (%d bytes, clientState of %d characters) was answered %d %q: BC deletes the subscription",
 			len(items), len(b), len(state), status, strings.TrimSpace(answer))
+	}
+}
+
+// slowJS adds a network round trip to every publish, as a JetStream
+// cluster reached over the network does.
+type slowJS struct {
+	messages.Publisher
+	rtt time.Duration
+}
+
+func (s slowJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	select {
+	case <-time.After(s.rtt):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Publisher.PublishMsg(ctx, m, opts...)
+}
+
+// BC's largest notification (1,000 changes) must be published within the
+// 5 s PublishTimeout when each publish is a round trip across zones (6 ms
+// here). Published one job after the other, it took 6 s, was answered 503,
+// and BC's retry started again from the first job, so it was 503 again at
+// the same place: the notification was never accepted.
+func TestLargestNotificationOverASlowLinkIsAccepted(t *testing.T) {
+	b := brokertest.New(t)
+	r := newRigJS(t, nil, func(c *webhook.ReceiverConfig) { c.JS = slowJS{Publisher: b.JS, rtt: 6 * time.Millisecond} })
+	var items []map[string]any
+	for i := range 1000 {
+		id := fmt.Sprintf("7c6b5a49-3827-4160-9f8e-%012d", i)
+		items = append(items, item(testState, "updated", customerRes(id), "2026-11-29T10:00:00.123Z"))
+	}
+	nb := body(items...)
+	var statuses []int
+	for range 2 { // BC's delivery and its retry
+		status, _ := r.post(t, "demo", nb)
+		statuses = append(statuses, status)
+		t.Logf("attempt: status %d, %d jobs stored", status, len(jobs(t, b.JS)))
+	}
+	if statuses[0] != http.StatusAccepted || len(jobs(t, b.JS)) != 1000 {
+		t.Errorf("statuses %v: BC's largest notification is never accepted; %d of 1000 jobs stored", statuses, len(jobs(t, b.JS)))
+	}
+}
+
+// firstSlowJS holds the first publish of each subject for a while: were two
+// jobs of one record published at once, the second would be stored first.
+type firstSlowJS struct {
+	messages.Publisher
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (s *firstSlowJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	s.mu.Lock()
+	first := !s.seen[m.Subject]
+	s.seen[m.Subject] = true
+	s.mu.Unlock()
+	if first {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s.Publisher.PublishMsg(ctx, m, opts...)
+}
+
+// The jobs of different records are published at once, but those of one
+// record keep the notification's order.
+func TestJobsOfOneRecordKeepTheirOrder(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	r := newRigJS(t, nil, func(c *webhook.ReceiverConfig) { c.JS = &firstSlowJS{Publisher: b.JS, seen: map[string]bool{}} })
+	const other = "11111111-2222-4333-8444-555555555555"
+	nb := body(
+		item(testState, "updated", customerRes(other), "2026-11-29T10:00:07Z"),
+		item(testState, "deleted", customerRes(other), "2026-11-29T10:00:06Z"),
+		item(testState, "updated", customerRes(customerID), "2026-11-29T10:00:05Z"),
+	)
+	if status, answer := r.post(t, "demo", nb); status != http.StatusAccepted {
+		t.Fatalf("status %d: %s", status, answer)
+	}
+	var ops []messages.Op
+	for _, j := range jobs(t, b.JS) {
+		if j.Job.Key == other {
+			ops = append(ops, j.Job.Op)
+		}
+	}
+	if want := []messages.Op{messages.OpUpsert, messages.OpDelete}; !slices.Equal(ops, want) {
+		t.Errorf("jobs of %s stored as %v, want %v (the notification's order)", other, ops, want)
 	}
 }
