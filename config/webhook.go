@@ -109,10 +109,12 @@ const (
 )
 
 // NotificationBytes is the size of the largest notification BC may send
-// for a clientState: 1,000 items, each repeating the clientState as JSON
-// escapes it at worst (\uXXXX for every character that is not printable
-// ASCII).
-func NotificationBytes(clientState string) int64 {
+// to one notification URL subscribed to resources entity sets with a
+// clientState: 1,000 items per entity set (BC posts the changes of every
+// subscription of a URL together, and turns more than 1,000 changes of one
+// into a collection item), each repeating the clientState as JSON escapes
+// it at worst (\uXXXX for every character that is not printable ASCII).
+func NotificationBytes(clientState string, resources int) int64 {
 	n := 0
 	for _, r := range clientState {
 		switch {
@@ -126,7 +128,7 @@ func NotificationBytes(clientState string) int64 {
 			n += 6
 		}
 	}
-	return notificationItems*int64(n+notificationItemBytes) + notificationSlack
+	return int64(max(resources, 1))*notificationItems*int64(n+notificationItemBytes) + notificationSlack
 }
 
 // checkNotificationFits reports a webhook.max_body_bytes too small for the
@@ -142,13 +144,14 @@ func checkNotificationFits(st *state, cfg *Config) {
 		if !s.Webhook.Enabled || s.Webhook.ClientState.IsZero() {
 			continue
 		}
-		need := NotificationBytes(s.Webhook.ClientState.Reveal())
+		sets := len(s.Webhook.Resources)
+		need := NotificationBytes(s.Webhook.ClientState.Reveal(), sets)
 		if need <= limit {
 			continue
 		}
 		st.add("webhook.max_body_bytes",
-			fmt.Sprintf("is %d, but BC's largest notification for subscription %q (1,000 changes, each repeating its clientState of %d characters) may take %d bytes; a larger notification is refused with 400, and BC then deletes its webhook subscription",
-				limit, s.Name, utf8.RuneCountInString(s.Webhook.ClientState.Reveal()), need),
+			fmt.Sprintf("is %d, but BC's largest notification for subscription %q (1,000 changes of each of its %d resources, each repeating its clientState of %d characters) may take %d bytes; a larger notification is refused with 400, and BC then deletes its webhook subscriptions",
+				limit, s.Name, max(sets, 1), utf8.RuneCountInString(s.Webhook.ClientState.Reveal()), need),
 			fmt.Sprintf("raise it to at least %d, or use a shorter clientState (64 hex characters, e.g. `openssl rand -hex 32`, are plenty)", need))
 	}
 }

@@ -56,7 +56,7 @@ func TestWebhookSettings(t *testing.T) {
 		"BCSYNC_CONTOSO_WEBHOOK_CLIENT_STATE_FILE": file,
 		"BCSYNC_CONTOSO_WEBHOOK_RENEW_BEFORE":      "48h",
 		"BCSYNC_WEBHOOK_LISTEN":                    "127.0.0.1:9090",
-		"BCSYNC_WEBHOOK_MAX_BODY_BYTES":            "1048576",
+		"BCSYNC_WEBHOOK_MAX_BODY_BYTES":            "2097152",
 	} {
 		env[k] = v
 	}
@@ -66,7 +66,7 @@ func TestWebhookSettings(t *testing.T) {
 		w.ClientState.Reveal() != testClientState || w.ClientStateEnv != "" {
 		t.Errorf("webhook from the environment: %+v (env %q)", w, w.ClientStateEnv)
 	}
-	if cfg.Webhook.Listen != "127.0.0.1:9090" || cfg.Webhook.MaxBodyBytes != 1048576 {
+	if cfg.Webhook.Listen != "127.0.0.1:9090" || cfg.Webhook.MaxBodyBytes != 2097152 {
 		t.Errorf("webhook server %+v", cfg.Webhook)
 	}
 }
@@ -149,6 +149,13 @@ func TestWebhookProblems(t *testing.T) {
 		{name: "max body bytes below BC's largest notification", edit: webhookOn,
 			env:  func(e map[string]string) { e["BCSYNC_WEBHOOK_MAX_BODY_BYTES"] = "65536" },
 			path: "webhook.max_body_bytes", want: `subscription "contoso"`},
+		// 2,048 ASCII characters fit the 4 MiB default for one entity set,
+		// not for the default two (customers and shipmentMethods).
+		{name: "default max body bytes below the largest notification of two entity sets", edit: webhookOn,
+			env: func(e map[string]string) {
+				e["BCSYNC_CONTOSO_WEBHOOK_CLIENT_STATE"] = strings.Repeat("a", MaxClientStateLen)
+			},
+			path: "webhook.max_body_bytes", want: "each of its 2 resources"},
 		{name: "default max body bytes below the largest notification of a non-ASCII clientState", edit: webhookOn,
 			env: func(e map[string]string) {
 				e["BCSYNC_CONTOSO_WEBHOOK_CLIENT_STATE"] = strings.Repeat("é", MaxClientStateLen)
@@ -206,19 +213,30 @@ func TestWebhookProblems(t *testing.T) {
 	}
 }
 
-// NotificationBytes bounds BC's largest notification: 1,000 items, each
-// with the clientState as JSON may escape it.
+// NotificationBytes bounds BC's largest notification: 1,000 items per
+// entity set subscribed, each with the clientState as JSON may escape it.
 func TestNotificationBytes(t *testing.T) {
 	t.Parallel()
-	ascii := NotificationBytes(strings.Repeat("a", MaxClientStateLen))
+	ascii := NotificationBytes(strings.Repeat("a", MaxClientStateLen), 1)
 	if ascii < 1000*(MaxClientStateLen+300) || ascii > 4<<20 {
 		t.Errorf("2,048 ASCII characters: %d bytes, want at least 1000 items of the clientState and an item's fields, and under the 4 MiB default", ascii)
+	}
+	if two := NotificationBytes(strings.Repeat("a", MaxClientStateLen), 2); two < 2*(ascii-1024) {
+		t.Errorf("two entity sets: %d bytes, want room for 1,000 items of each (%d for one)", two, ascii)
+	}
+	if NotificationBytes("x", 0) != NotificationBytes("x", 1) {
+		t.Error("no entity set counts as one")
+	}
+	// The defaults: two entity sets and a clientState of 64 hex characters
+	// fit the 4 MiB default, and so do all seven entity sets.
+	if n := NotificationBytes(strings.Repeat("f", 64), len(WebhookEntitySets())); n > 4<<20 {
+		t.Errorf("seven entity sets and 64 characters: %d bytes, over the 4 MiB default", n)
 	}
 	for _, tc := range []struct {
 		state string
 		per   int64 // bytes per character, escaped at worst
 	}{{"a", 1}, {`"`, 2}, {`\`, 2}, {"é", 6}, {"😀", 12}} {
-		if got, want := NotificationBytes(tc.state)-NotificationBytes(""), 1000*tc.per; got != want {
+		if got, want := NotificationBytes(tc.state, 1)-NotificationBytes("", 1), 1000*tc.per; got != want {
 			t.Errorf("%q adds %d bytes, want %d", tc.state, got, want)
 		}
 	}

@@ -505,7 +505,7 @@ func TestLargestGenuineNotificationIsAccepted(t *testing.T) {
 		items[i] = item(state, "updated", customerRes(id), "2026-11-29T08:00:00.123Z")
 	}
 	b := body(items...)
-	if max := config.NotificationBytes(state); int64(len(b)) > max || max > webhook.DefaultMaxBodyBytes {
+	if max := config.NotificationBytes(state, 1); int64(len(b)) > max || max > webhook.DefaultMaxBodyBytes {
 		t.Errorf("a notification of %d bytes; config.NotificationBytes says %d, over the default %d", len(b), max, webhook.DefaultMaxBodyBytes)
 	}
 	status, answer := r.post(t, "demo", b)
@@ -598,5 +598,54 @@ func TestJobsOfOneRecordKeepTheirOrder(t *testing.T) {
 	}
 	if want := []messages.Op{messages.OpUpsert, messages.OpDelete}; !slices.Equal(ops, want) {
 		t.Errorf("jobs of %s stored as %v, want %v (the notification's order)", other, ops, want)
+	}
+}
+
+// BC posts the changes of every subscription of one notification URL in
+// one notification (bctest.Notify), up to 1,000 per entity set (more become
+// a collection item). With the default resources (customers and
+// shipmentMethods) and a 2,048-character clientState, 1,000 changes of each
+// make a 4.7 MB notification: over the 4 MiB default, where it was answered
+// 400 and BC deleted both subscriptions, while config accepted the setting
+// (NotificationBytes counted 1,000 items in all). Config now asks for
+// NotificationBytes(state, 2), which holds it.
+func TestTwoFullEntitySetsInOneNotificationFit(t *testing.T) {
+	state := strings.Repeat("S", config.MaxClientStateLen)
+	need := config.NotificationBytes(state, 2)
+	if need <= webhook.DefaultMaxBodyBytes {
+		t.Fatalf("NotificationBytes(state, 2) = %d fits the default %d: config would accept the default", need, webhook.DefaultMaxBodyBytes)
+	}
+	r := newRig(t, func(cfg *webhook.ReceiverConfig) {
+		cfg.Endpoints = []webhook.Endpoint{{Subscription: "demo", ClientState: config.NewSecret(state)}}
+		cfg.MaxBodyBytes = need
+	})
+	bc := newBC(t, nil)
+	m, err := webhook.NewManager(webhook.ManagerConfig{Subscriptions: []webhook.Managed{{
+		Subscription: "demo", BC: bcClient(t, bc), NotificationURL: r.url("demo"),
+		ClientState: config.NewSecret(state), Resources: []string{"customers", "shipmentMethods"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if rep, err := m.Sync(ctx); err != nil || rep.Created != 2 {
+		t.Fatalf("pass %+v, %v", rep, err)
+	}
+	var changes []bctest.Change
+	for i := range 1000 { // 1,000 each: no collection
+		for k, set := range []string{bctest.SetCustomers, bctest.SetShipmentMethods} {
+			changes = append(changes, bctest.Change{Set: set, Type: bctest.ChangeDeleted, Key: fmt.Sprintf("7c6b5a49-3827-4160-9f8%d-%012d", k, i)})
+		}
+	}
+	ds, err := bc.Notify(ctx, changes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		t.Logf("delivery of %d bytes: status %d, dropped %v", len(d.Body), d.Status, d.Dropped)
+		if d.Status != http.StatusAccepted || d.Dropped {
+			t.Errorf("a genuine notification of 2 x 1,000 changes (%d bytes) was answered %d; BC deleted subscriptions %v; BC now holds %d",
+				len(d.Body), d.Status, d.Subscriptions, len(bc.Subscriptions()))
+		}
 	}
 }
