@@ -279,9 +279,12 @@ func (e *TokenError) Fix() string {
 
 var aadstsRE = regexp.MustCompile(`AADSTS(\d+)`)
 
-// newTokenError decodes Entra's failure body, redacting secret.
+// newTokenError decodes Entra's failure body, redacting secret. The secret
+// goes before anything is shortened: shortened first, a secret echoed
+// across the cut left its beginning behind.
 func newTokenError(re *oauth2.RetrieveError, secret string) *TokenError {
-	e := &TokenError{ErrorCode: re.ErrorCode, Description: re.ErrorDescription}
+	hide := func(s string) string { return redactSecret(s, secret) }
+	e := &TokenError{ErrorCode: hide(re.ErrorCode), Description: hide(re.ErrorDescription)}
 	if re.Response != nil {
 		e.Status = re.Response.StatusCode
 		if d, ok := retryafter.Parse(re.Response.Header.Get("Retry-After"), time.Now()); ok {
@@ -296,13 +299,13 @@ func newTokenError(re *oauth2.RetrieveError, secret string) *TokenError {
 		CorrelationID string `json:"correlation_id"`
 	}
 	if json.Unmarshal(re.Body, &body) == nil {
-		e.ErrorCode = cmp.Or(body.Error, e.ErrorCode)
-		e.Description = cmp.Or(body.Description, e.Description)
+		e.ErrorCode = cmp.Or(hide(body.Error), e.ErrorCode)
+		e.Description = cmp.Or(hide(body.Description), e.Description)
 		e.Codes = body.Codes
-		e.TraceID = clean(body.TraceID, maxCorrIDLen)
-		e.CorrelationID = clean(body.CorrelationID, maxCorrIDLen)
+		e.TraceID = clean(hide(body.TraceID), maxCorrIDLen)
+		e.CorrelationID = clean(hide(body.CorrelationID), maxCorrIDLen)
 	} else if e.Description == "" {
-		e.Description = clean(errtext.Body(re.Body), maxMessageLen)
+		e.Description = clean(hide(errtext.Body([]byte(hide(string(re.Body))))), maxMessageLen)
 	}
 	if len(e.Codes) == 0 {
 		for _, m := range aadstsRE.FindAllStringSubmatch(e.Description, -1) {
@@ -315,10 +318,18 @@ func newTokenError(re *oauth2.RetrieveError, secret string) *TokenError {
 	if len(e.Description) > maxMessageLen {
 		e.Description = clean(e.Description, maxMessageLen)
 	}
-	if secret != "" {
-		e.ErrorCode = strings.ReplaceAll(e.ErrorCode, secret, "[redacted]")
-		e.Description = strings.ReplaceAll(e.Description, secret, "[redacted]")
-	}
 	e.Description = redact.Tokens(e.Description)
 	return e
+}
+
+// redactSecret hides secret in s, as it is and as a form or a URL path
+// escapes it (a proxy echoing the token request's body).
+func redactSecret(s, secret string) string {
+	if secret == "" {
+		return s
+	}
+	for _, form := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
+		s = strings.ReplaceAll(s, form, "[redacted]")
+	}
+	return s
 }

@@ -1,9 +1,13 @@
 package bcclient_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -151,5 +155,54 @@ func TestTokenErrorFix(t *testing.T) {
 		if got := tt.err.Fix(); !strings.Contains(got, tt.want) {
 			t.Errorf("%+v: Fix() = %q", tt.err, got)
 		}
+	}
+}
+
+// An Entra (or a proxy before it) that echoes the client secret in its
+// error, anywhere in a long answer, leaves no part of it in the error: the
+// secret was once replaced after the answer was shortened, so one echoed
+// across the cut left its beginning.
+func TestTokenErrorNeverKeepsPartOfTheSecret(t *testing.T) {
+	t.Parallel()
+	const secret = "Ab3~x.Q8+z/9_SECRET-VALUE_0123456789"
+	for _, tc := range []struct {
+		name        string
+		contentType string
+		body        func(r *http.Request) string
+	}{
+		{"JSON, across the cut", "application/json", func(*http.Request) string {
+			b, _ := json.Marshal(map[string]any{"error": "invalid_client",
+				"error_description": "AADSTS7000215: Invalid client secret provided. " + strings.Repeat("x", 965) + secret})
+			return string(b)
+		}},
+		{"text, across the cut", "text/plain", func(*http.Request) string {
+			return strings.Repeat("y", 1010) + " " + secret + " AADSTS7000215"
+		}},
+		{"the request echoed", "text/plain", func(r *http.Request) string {
+			b, _ := io.ReadAll(r.Body)
+			return "bad request: " + string(b)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.contentType)
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = io.WriteString(w, tc.body(r))
+			}))
+			t.Cleanup(srv.Close)
+			_, err := bcclient.NewTokenSource(t.Context(), bcclient.Credentials{AuthorityURL: srv.URL, TenantID: "t", ClientID: "c", ClientSecret: secret}).Token()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var te *bcclient.TokenError
+			errors.As(err, &te)
+			out := err.Error() + fmt.Sprintf(" %+v", te)
+			for _, part := range []string{secret[:8], url.QueryEscape(secret)[:12], "SECRET-VALUE"} {
+				if strings.Contains(out, part) {
+					t.Errorf("the error keeps %q of the secret: %s", part, out)
+				}
+			}
+		})
 	}
 }
