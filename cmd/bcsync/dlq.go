@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -253,7 +254,9 @@ func newDLQActCmd(verb string) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				seqs = append(seqs, s)
+				if !slices.Contains(seqs, s) { // once each: "12 12" is one letter
+					seqs = append(seqs, s)
+				}
 			}
 			f, err := ff.filter(time.Now())
 			if err != nil {

@@ -122,6 +122,20 @@ func TestDLQReplay(t *testing.T) {
 	}
 }
 
+// A sequence given twice is one letter: "replay 1 1" once said "replayed 2".
+func TestDLQReplayOfASequenceGivenTwice(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	fillDLQ(t, b, 3)
+	code, out, errOut := runCmd(t, context.Background(), "", "dlq", "replay", "--nats-url", b.NC.ConnectedUrl(), "1", "1")
+	if code != 0 || !strings.Contains(out, "replayed 1, failed 0") {
+		t.Fatalf("replay 1 1 exited %d:\n%s\n%s", code, out, errOut)
+	}
+	if j, d := streamMsgs(t, b, messages.StreamJobs), streamMsgs(t, b, messages.StreamDLQ); j != 1 || d != 2 {
+		t.Errorf("after replay: jobs %d (want 1), dlq %d (want 2)", j, d)
+	}
+}
+
 func TestDLQPurgeAsks(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
