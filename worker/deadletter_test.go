@@ -3,9 +3,11 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
@@ -127,5 +129,69 @@ func TestDeadLetterOfAJobAfterTheJobStreamWasMadeAnew(t *testing.T) {
 	}
 	if !keys["OTHER"] {
 		t.Errorf("job OTHER was Termed as dead-lettered, but BCSYNC_DLQ holds no letter for it (letters: %v)", keys)
+	}
+}
+
+// A job held on its last delivery is requeued as a copy whose Nats-Msg-Id
+// was bcsync-requeue-<seq>: after BCSYNC_JOBS was made anew, the copy of
+// another job at the same sequence within the duplicate window was dropped
+// as a duplicate and the original Termed: the job was in neither stream.
+func TestRequeueAfterTheJobStreamWasMadeAnewLosesNoJob(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 2)
+	ctx := context.Background()
+	job := func(id, key string) messages.Job {
+		return messages.Job{ID: id, Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: key}
+	}
+	for _, j := range []messages.Job{job("f", "F"), job("a", "A")} { // A at sequence 2
+		if _, _, err := messages.Publish(ctx, e.b.JS, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consOpts := broker.ConsumerOptions{Subscription: "contoso", MaxDeliver: 2, AckWait: 5 * time.Second, MaxAckPending: 1000}
+	throttled := &bcclient.APIError{Status: 429, Code: "Application_TooManyRequests", Message: "slow down"}
+	var aCalls, bCalls atomic.Int32
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{MaxDeliver: 2, Stats: stats, Concurrency: 1,
+		Recreate: func(ctx context.Context) error { _, err := broker.EnsureConsumer(ctx, e.b.JS, consOpts); return err },
+		Handler: worker.HandlerFunc(func(_ context.Context, j *messages.Job) error {
+			switch j.Key {
+			case "A":
+				switch aCalls.Add(1) {
+				case 1:
+					return throttled
+				case 2: // its last delivery: meanwhile an operator makes the stream anew
+					if err := e.b.JS.DeleteStream(ctx, messages.StreamJobs); err != nil {
+						t.Error(err)
+					}
+					if err := broker.EnsureStreams(ctx, e.b.JS, broker.StreamOptions{}); err != nil {
+						t.Error(err)
+					}
+					if _, err := broker.EnsureConsumer(ctx, e.b.JS, consOpts); err != nil {
+						t.Error(err)
+					}
+					return throttled // held on its last delivery: copied to sequence 1 of the new stream
+				case 3: // A's copy; a new job arrives, at sequence 2 of the new stream
+					if _, _, err := messages.Publish(ctx, e.b.JS, job("b", "B")); err != nil {
+						t.Error(err)
+					}
+				}
+				return nil
+			case "B":
+				if bCalls.Add(1) <= 2 {
+					return throttled // held on both deliveries: requeued on the last
+				}
+				return nil
+			}
+			return nil
+		})})
+	waitFor(t, 20*time.Second, "B requeued", func() bool { return stats.Requeued.Load() >= 2 })
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && bCalls.Load() < 3 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if bCalls.Load() < 3 {
+		t.Errorf("job B was requeued on its last delivery but its copy never ran (B ran %d times; jobs stream holds %d, DLQ %d): lost",
+			bCalls.Load(), e.streamMsgs(t, messages.StreamJobs), e.streamMsgs(t, messages.StreamDLQ))
 	}
 }

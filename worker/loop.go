@@ -633,8 +633,8 @@ func (l *Loop) requeueLast(ctx context.Context, msg jetstream.Msg, md *jetstream
 
 // requeue publishes a copy of a held job, as the job stream's newest
 // message, with a fresh delivery count, and returns once JetStream stored
-// it. Its Nats-Msg-Id names the delivery it replaces, so that a requeue
-// repeated after a crash is stored once.
+// it. Its Nats-Msg-Id names the job it replaces (its sequence and a digest
+// of its content), so that a requeue repeated after a crash is stored once.
 func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) (uint64, error) {
 	out := nats.NewMsg(msg.Subject())
 	out.Data = msg.Data()
@@ -651,7 +651,9 @@ func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.Msg
 			out.Header.Add(k, v)
 		}
 	}
-	out.Header.Set(messages.HeaderMsgID, fmt.Sprintf("bcsync-requeue-%d", md.Sequence.Stream))
+	// The digest keeps apart two jobs at one sequence of a job stream made
+	// anew, whose copies would otherwise be taken for one.
+	out.Header.Set(messages.HeaderMsgID, fmt.Sprintf("bcsync-requeue-%d-%s", md.Sequence.Stream, messages.ContentDigest(msg.Subject(), msg.Data())))
 	out.Header.Set(HeaderDeliveries, strconv.Itoa(prior+int(md.NumDelivered)))
 	out.Header.Set(HeaderFirstFailure, firstFailure(ctx, l.failures, msg.Headers(), md.Sequence.Stream, md.NumDelivered, md.Timestamp).Format(time.RFC3339Nano))
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
