@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -360,7 +361,7 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		})
 	}
 	if err == nil {
-		err = (*l.handler.Load()).Handle(log.WithContext(jobCtx), job)
+		err = l.handle(log.WithContext(jobCtx), job, log)
 	}
 	stopBeat()
 	if cause := context.Cause(jobCtx); err != nil && ctx.Err() == nil && errors.Is(cause, ErrLockLost) {
@@ -390,6 +391,20 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		log.Debug().Dur("took", time.Since(start)).Msg("job done")
 	}
 	l.settle(ctx, msg, md, job, err, delivered, log)
+}
+
+// handle runs the handler on job. A panic (a bcsync bug, or a BC answer it
+// did not expect) fails the job for good, with the stack in the log,
+// instead of taking down every subscription of the worker and then, job
+// redelivered, the next worker.
+func (l *Loop) handle(ctx context.Context, job *messages.Job, log zerolog.Logger) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("the job's handler panicked (a bcsync bug): dead-lettered")
+			err = Permanent(fmt.Errorf("worker: the job's handler panicked (a bcsync bug): %v", r))
+		}
+	}()
+	return (*l.handler.Load()).Handle(ctx, job)
 }
 
 // forgetReplayedLetter deletes the dead letter a replayed job came from, if

@@ -139,3 +139,28 @@ func TestLoopReplayedJobDeletesItsLeftoverLetter(t *testing.T) {
 		})
 	}
 }
+
+// A handler that panics (a bcsync bug, or a BC answer it did not expect)
+// fails its job for good, and the worker goes on with the others: the
+// panic once took down the whole process, then the next worker's.
+func TestLoopSurvivesAPanickingHandler(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	e.publish(t, 2)
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats,
+		Handler: worker.HandlerFunc(func(_ context.Context, j *messages.Job) error {
+			if j.Key == "L0000" {
+				var m map[string]int
+				m["boom"] = 1 // panics: assignment to entry in nil map
+			}
+			return nil
+		})})
+	waitFor(t, 10*time.Second, "the other job acked and the panicking one dead-lettered", func() bool {
+		return stats.Acked.Load() == 1 && stats.DeadLettered.Load() == 1
+	})
+	dl := readDLQ(t, e.b.JS, 1)[0]
+	if dl.Key != "L0000" || dl.ErrorClass != "permanent" || !strings.Contains(dl.Reason, "panicked") || !strings.Contains(dl.Reason, "nil map") {
+		t.Errorf("letter %+v, want L0000 dead-lettered for good with the panic", dl)
+	}
+}
