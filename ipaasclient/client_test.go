@@ -904,3 +904,71 @@ func TestUpsertCreateFirst(t *testing.T) {
 		t.Fatalf("create first after a delete: %+v, %v", res3, err)
 	}
 }
+
+// A record deleted at iPaaS.com (by a user, or another integration) between
+// the client's look-up, which still found it live, and its GET: the upsert
+// must not end with a not-found error, which the worker dead-letters at
+// once; a retry's look-up answers DELETED: and creates it anew.
+func TestUpsertOfARecordDeletedAfterItsLookup(t *testing.T) {
+	t.Parallel()
+	var (
+		fake *ipaastest.Server
+		once sync.Once
+	)
+	h := func(_ http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if r.Method == http.MethodGet {
+			once.Do(func() {
+				del := httptest.NewRequest(http.MethodDelete, r.URL.Path, nil)
+				del.Header.Set("Authorization", "Bearer "+fake.APIKey())
+				w := httptest.NewRecorder()
+				fake.Handler().ServeHTTP(w, del)
+				if w.Code != http.StatusNoContent {
+					t.Errorf("DELETE: HTTP %d %s", w.Code, w.Body)
+				}
+			})
+		}
+		return false
+	}
+	fake, _, c := setup(t, ipaastest.Options{}, h)
+	if _, err := fake.Create(ipaastest.TableLocation, "EAST", map[string]any{"name": "EAST"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Upsert(t.Context(), ipaasclient.Location{Name: "EAST", City: "Boston"}, "EAST")
+	if !errors.Is(err, ipaasclient.ErrDeletedMeanwhile) || errors.Is(err, ipaasclient.ErrNotFound) {
+		t.Fatalf("upsert: %v, want ErrDeletedMeanwhile (a retry looks it up again), not ErrNotFound", err)
+	}
+	if _, err := c.Upsert(t.Context(), ipaasclient.Location{Name: "EAST", City: "Boston"}, "EAST"); err != nil {
+		t.Fatalf("upsert retried: %v", err)
+	}
+	if got, ok := fake.Lookup(ipaastest.TableLocation, "EAST"); !ok || got["city"] != "Boston" {
+		t.Errorf("EAST = %v, %v; want a live record with city Boston", got, ok)
+	}
+}
+
+// The same race for a delete: the record is deleted at iPaaS.com between
+// the look-up and the DELETE. Nothing is left to deactivate: found=false,
+// not a not-found error that the worker dead-letters.
+func TestDeactivateOfARecordDeletedAfterItsLookup(t *testing.T) {
+	t.Parallel()
+	var (
+		fake *ipaastest.Server
+		once sync.Once
+	)
+	h := func(_ http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if r.Method == http.MethodDelete {
+			once.Do(func() {
+				del := httptest.NewRequest(http.MethodDelete, r.URL.Path, nil)
+				del.Header.Set("Authorization", "Bearer "+fake.APIKey())
+				fake.Handler().ServeHTTP(httptest.NewRecorder(), del)
+			})
+		}
+		return false
+	}
+	fake, _, c := setup(t, ipaastest.Options{}, h)
+	if _, err := fake.Create(ipaastest.TableCustomer, "C1", map[string]any{"last_name": "Doe"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Deactivate(t.Context(), ipaasclient.KindCustomer, "C1"); err != nil {
+		t.Fatalf("deactivate: %v", err)
+	}
+}

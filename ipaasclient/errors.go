@@ -38,6 +38,11 @@ var (
 	// linked. Upsert resolves it once by looking up again; it reaches the
 	// caller only when the second look-up finds no live link.
 	ErrLinkConflict = errors.New("external id already linked at iPaaS.com")
+	// ErrDeletedMeanwhile: the record a look-up found linked was gone
+	// (404) when it was read, written or deleted: deleted at iPaaS.com
+	// since. A retry looks it up again (and an upsert then creates it).
+	// It wraps no *APIError, so it is not taken for ErrNotFound.
+	ErrDeletedMeanwhile = errors.New("the linked record was deleted at iPaaS.com since its look-up")
 
 	// ErrUnknownKind: the record's Kind has no entry in the path table.
 	ErrUnknownKind = errors.New("unknown iPaaS.com data type")

@@ -112,7 +112,9 @@ func (c *Client) upsert(ctx context.Context, p kindPaths, rec Record, externalID
 	l, lerr := c.lookup(ctx, p, externalID)
 	switch {
 	case lerr != nil:
-		return Result{}, fmt.Errorf("%w; then: %w", err, lerr)
+		// The look-up's failure is the one that counts (a retry may well
+		// find the link): the conflict is only told.
+		return Result{}, fmt.Errorf("%v; then: %w", err, lerr)
 	case !l.live():
 		return Result{}, fmt.Errorf("%w (a second look-up found no live link)", err)
 	}
@@ -143,9 +145,18 @@ func (c *Client) deactivate(ctx context.Context, p kindPaths, externalID string)
 		return false, err
 	}
 	if _, err := c.do(ctx, http.MethodDelete, p.path(p.delete(), l.id), nil); err != nil {
+		if gone(err) {
+			return false, nil // deleted at iPaaS.com since the look-up: nothing left to do
+		}
 		return false, fmt.Errorf("delete record %s: %w", l.id, err)
 	}
 	return true, nil
+}
+
+// gone reports whether err is iPaaS.com's 404 for a record.
+func gone(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
 }
 
 func validExternalID(id string) error {
@@ -303,6 +314,9 @@ func createdID(body []byte) string {
 // update reads record id, merges fields over it and PUTs the result.
 func (c *Client) update(ctx context.Context, p kindPaths, id string, fields map[string]any) error {
 	out, err := c.do(ctx, http.MethodGet, p.path(p.get, id), nil)
+	if gone(err) {
+		return fmt.Errorf("get record %s: %w (%v)", id, ErrDeletedMeanwhile, err)
+	}
 	if err != nil {
 		return fmt.Errorf("get record %s: %w", id, err)
 	}
@@ -311,7 +325,9 @@ func (c *Client) update(ctx context.Context, p kindPaths, id string, fields map[
 		return fmt.Errorf("get record %s: the answer is no JSON object: %w", id, err)
 	}
 	merged := mergeRecord(cur, fields, id)
-	if _, err := c.do(ctx, http.MethodPut, p.path(p.update, id), merged); err != nil {
+	if _, err := c.do(ctx, http.MethodPut, p.path(p.update, id), merged); gone(err) {
+		return fmt.Errorf("update record %s: %w (%v)", id, ErrDeletedMeanwhile, err)
+	} else if err != nil {
 		return fmt.Errorf("update record %s: %w", id, err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/bcsync/bcsync/bcclient"
@@ -66,7 +67,17 @@ func Classify(err error) Class {
 		errors.Is(err, bcclient.ErrInvalidKey), errors.Is(err, bcclient.ErrInvalidRequest):
 		// BC and Entra outcomes: one classification, bcclient's.
 		return fromBC(bcclient.Classify(err))
+	case errors.Is(err, ipaasclient.ErrDeletedMeanwhile):
+		return ClassTransient // the next look-up sees the delete
 	case errors.As(err, &ipErr):
+		// The status first: a 429 is throttling and a 5xx is retried,
+		// whatever code family the body names.
+		switch {
+		case ipErr.Status == http.StatusTooManyRequests:
+			return ClassThrottled
+		case ipErr.Status >= 500:
+			return ClassTransient
+		}
 		switch ipErr.Family() {
 		case "AUTH", "AUTZ":
 			return ClassAuth

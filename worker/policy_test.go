@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/ipaasclient"
+	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
 	"github.com/bcsync/bcsync/mapping"
 	"github.com/bcsync/bcsync/messages"
 )
@@ -166,5 +171,63 @@ func TestRetryAfterOfEveryService(t *testing.T) {
 	}
 	if _, ok := RetryAfter(&bcclient.TokenError{Status: 401}); ok {
 		t.Error("a token error without Retry-After gave one")
+	}
+}
+
+// ipaas.md: "Network errors, 5xx and 429 are retried with backoff"; README:
+// "throttled | 429 | held; the whole fleet slows down". An iPaaS.com 429 is
+// throttling whatever code its body carries (iPaaS.com documents none for
+// it): it must never be dead-lettered at once nor count toward
+// dead-lettering.
+func TestIPaaS429WithACodeIsThrottled(t *testing.T) {
+	t.Parallel()
+	for _, code := range []string{"INTL-1000", "VALD-1100", "AUTZ-1010"} {
+		err := &ipaasclient.APIError{Status: 429, Code: code, Message: "Too many requests for your plan"}
+		if got := Classify(fmt.Errorf("sync: %w", err)); got != ClassThrottled {
+			t.Errorf("429 %s: Classify = %q (first delivery: %s), want %q", code, got,
+				Decide(got, 1, 5, false), ClassThrottled)
+		}
+		// A 5xx is retried whatever its code, too.
+		err = &ipaasclient.APIError{Status: 503, Code: code, Message: "unavailable"}
+		if got := Classify(err); got != ClassTransient {
+			t.Errorf("503 %s: Classify = %q, want %q", code, got, ClassTransient)
+		}
+	}
+}
+
+// A create whose answer is BIZL-1003 (an earlier attempt, whose answer was
+// lost, created the record) is resolved by a look-up. When that look-up
+// meets a passing 503, the job must be retried: the next attempt finds
+// the link and updates. Classify finds the BIZL-1003 APIError first in
+// the joined error and dead-letters the job at once.
+func TestLinkConflictThenTransientLookupIsRetried(t *testing.T) {
+	t.Parallel()
+	fake := ipaastest.New(ipaastest.Options{})
+	var lookups atomic.Int32
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/LookupSpecial") && lookups.Add(1) == 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"INTL-1000","message":"Service unavailable"}]}`)
+			return
+		}
+		fake.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	ip, err := ipaasclient.New(ipaasclient.Config{BaseURL: hs.URL, APIKey: fake.APIKey(), SystemID: fake.SystemID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The earlier attempt's record; with CreateFirst the look-up after the
+	// refused create is the first one.
+	if _, err := fake.Create(ipaastest.TableLocation, "EAST", map[string]any{"name": "EAST"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ip.Upsert(t.Context(), ipaasclient.Location{Name: "EAST", City: "Boston"}, "EAST", ipaasclient.CreateFirst())
+	if err == nil {
+		t.Fatal("upsert succeeded; the test wants its look-up to fail")
+	}
+	if got := Classify(err); got == ClassPermanent || got == ClassNotFound {
+		t.Errorf("Classify(%v) = %q: %s on the first delivery, want a retry", err, got, Decide(got, 1, 5, false))
 	}
 }

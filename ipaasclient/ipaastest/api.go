@@ -324,7 +324,7 @@ func (s *Server) recordCall(method string, rt route, body map[string]any) (int, 
 	}
 	switch method {
 	case http.MethodPut:
-		if aerr := s.replace(t, r, body); aerr != nil {
+		if aerr := s.replace(t, r, body, false); aerr != nil {
 			return 0, nil, aerr
 		}
 		s.counts.updates.Add(1)

@@ -37,8 +37,9 @@
 //   - GET answers every documented field (null when unset), id,
 //     external_ids (rendered from the links) and custom_fields;
 //   - PUT replaces the WHOLE record: fields left out are cleared; the id is
-//     the URL's; external_ids in the body are checked but ignored (links
-//     change only through POST and UpdateExternalId);
+//     the URL's; external_ids is checked, and the record's links it leaves
+//     out are cleared (it adds none: links are made by POST and
+//     UpdateExternalId);
 //   - DELETE deactivates: the record is kept but GET, PUT and DELETE answer
 //     404 NFND-1001, it no longer counts, and LookupSpecial answers
 //     "DELETED:<id>" for its links;
@@ -379,7 +380,7 @@ func (s *Server) Patch(table, externalID string, fields map[string]any) error {
 	for k, v := range patch {
 		body[k] = v
 	}
-	if aerr := s.replace(t, r, body); aerr != nil {
+	if aerr := s.replace(t, r, body, true); aerr != nil {
 		return aerr
 	}
 	return nil

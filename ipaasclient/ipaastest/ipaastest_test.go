@@ -215,7 +215,7 @@ func TestPutReplacesTheWholeRecord(t *testing.T) {
 	expect(t, "create", a, 200, "")
 	id := a.object()["id"].(string)
 	path := "/customers/v2/Customer/" + id
-	expect(t, "put", c.do("PUT", path, map[string]any{"id": id, "last_name": "Lee-Smith"}), 200, "")
+	expect(t, "put", c.do("PUT", path, map[string]any{"id": id, "last_name": "Lee-Smith", "external_ids": c.ext("C1")}), 200, "")
 	got := c.do("GET", path, nil).object()
 	for field, want := range map[string]any{
 		"id": id, "last_name": "Lee-Smith", "first_name": nil, "email_address": nil, "customer_number": nil, "custom_fields": nil,
@@ -225,13 +225,19 @@ func TestPutReplacesTheWholeRecord(t *testing.T) {
 		}
 	}
 	if ext, _ := got["external_ids"].([]any); len(ext) != 1 {
-		t.Errorf("external_ids %v: the link must survive a PUT", got["external_ids"])
+		t.Errorf("external_ids %v: the link must survive a PUT that names it", got["external_ids"])
 	}
+	// external_ids left out is cleared like any other field: the link goes.
+	expect(t, "put without external_ids", c.do("PUT", path, map[string]any{"id": id, "last_name": "Lee-Smith"}), 200, "")
+	if ext, _ := c.do("GET", path, nil).object()["external_ids"].([]any); len(ext) != 0 {
+		t.Errorf("external_ids %v after a PUT that left them out, want none", ext)
+	}
+	expect(t, "no link after the PUT", c.lookup("/customers", "customer", "C1"), 404, "NFND-1002")
 	expect(t, "put another id", c.do("PUT", path, map[string]any{"id": "1", "last_name": "X"}), 400, "VALD-1003")
 	expect(t, "put without names", c.do("PUT", path, map[string]any{"email_address": "x@example.com"}), 400, "VALD-1049")
 	expect(t, "put unknown", c.do("PUT", "/customers/v2/Customer/999", map[string]any{"last_name": "X"}), 404, "NFND-1001")
-	if st := c.s.Stats(); st.Updates != 1 {
-		t.Errorf("stats %+v, want 1 update", st)
+	if st := c.s.Stats(); st.Updates != 2 {
+		t.Errorf("stats %+v, want 2 updates", st)
 	}
 }
 
@@ -465,7 +471,7 @@ func TestOnWriteNamesEachWrite(t *testing.T) {
 	a := c.do("POST", "/customers/v2/Customer", map[string]any{"customer_number": "C1", "last_name": "Lee", "external_ids": c.ext("C1")})
 	expect(t, "create", a, 200, "")
 	id := a.object()["id"].(string)
-	expect(t, "put", c.do("PUT", "/customers/v2/Customer/"+id, map[string]any{"id": id, "last_name": "Lee-Smith"}), 200, "")
+	expect(t, "put", c.do("PUT", "/customers/v2/Customer/"+id, map[string]any{"id": id, "last_name": "Lee-Smith", "external_ids": c.ext("C1")}), 200, "")
 	// Refused writes and reads are not writes.
 	expect(t, "second create", c.do("POST", "/customers/v2/Customer", map[string]any{"last_name": "X", "external_ids": c.ext("C1")}), 409, "BIZL-1003")
 	expect(t, "get", c.do("GET", "/customers/v2/Customer/"+id, nil), 200, "")

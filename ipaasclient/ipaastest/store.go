@@ -312,12 +312,13 @@ func (s *Server) create(t *table, body map[string]any) (*record, *apiError) {
 	return r, nil
 }
 
-// replace replaces the fields of r with a PUT body. Call with s.mu held.
-func (s *Server) replace(t *table, r *record, body map[string]any) *apiError {
+// replace replaces the fields of r with a PUT body; with keepLinks (a
+// test's Patch) its links stay whatever body holds. Call with s.mu held.
+func (s *Server) replace(t *table, r *record, body map[string]any, keepLinks bool) *apiError {
 	if v, ok := body[fieldID]; ok && v != r.id {
 		return invalid("VALD-1003", "id %v in the body is not the id %s of the URL", v, r.id)
 	}
-	fields, _, aerr := s.checkFields(t.schema, body)
+	fields, links, aerr := s.checkFields(t.schema, body)
 	if aerr != nil {
 		return aerr
 	}
@@ -325,5 +326,18 @@ func (s *Server) replace(t *table, r *record, body map[string]any) *apiError {
 		return aerr
 	}
 	r.fields = fields
+	if keepLinks {
+		return nil
+	}
+	// external_ids is a field too: the record's links it leaves out are
+	// cleared, as a PUT clears every field it leaves out (a client that
+	// drops them would lose the link, and create a second record later).
+	r.links = slices.DeleteFunc(r.links, func(k linkKey) bool {
+		if slices.Contains(links, k) {
+			return false
+		}
+		delete(t.links, k)
+		return true
+	})
 	return nil
 }
