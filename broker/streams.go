@@ -125,19 +125,60 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	if err != nil {
 		return err
 	}
-	if createOnly || streamMatches(s.CachedInfo().Config, want) {
+	have := s.CachedInfo().Config
+	if createOnly || streamMatches(have, want) {
 		return nil
 	}
-	_, err = js.UpdateStream(ctx, want)
+	_, err = js.UpdateStream(ctx, managed(have, want))
 	return err
 }
 
-// streamMatches reports whether have already is the configuration bcsync sets.
+// streamMatches reports whether have already is the configuration bcsync
+// sets, as the server stores it (its defaults filled in).
 func streamMatches(have, want jetstream.StreamConfig) bool {
+	have, want = ServerDefaults(have), ServerDefaults(want)
 	return slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
 		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
 		have.Duplicates == want.Duplicates && have.MaxMsgSize == want.MaxMsgSize && have.Discard == want.Discard &&
 		have.MaxAge == want.MaxAge
+}
+
+// managed is have with the settings bcsync manages (those streamMatches
+// compares) taken from want: an update keeps what an operator set beyond
+// them, such as a max_bytes cap.
+func managed(have, want jetstream.StreamConfig) jetstream.StreamConfig {
+	have.Subjects, have.Description = want.Subjects, want.Description
+	have.Retention, have.Storage, have.Replicas = want.Retention, want.Storage, want.Replicas
+	have.Duplicates, have.MaxMsgSize, have.Discard, have.MaxAge = want.Duplicates, want.MaxMsgSize, want.Discard, want.MaxAge
+	return have
+}
+
+// ServerDefaults fills in what nats-server stores for a stream setting
+// left at zero (-1 for "unlimited", one replica, a 2-minute duplicate
+// window or MaxAge if shorter), so that two configurations compare as the
+// server sees them.
+func ServerDefaults(c jetstream.StreamConfig) jetstream.StreamConfig {
+	if c.MaxConsumers == 0 {
+		c.MaxConsumers = -1
+	}
+	for _, p := range []*int64{&c.MaxMsgs, &c.MaxBytes, &c.MaxMsgsPerSubject} {
+		if *p == 0 {
+			*p = -1
+		}
+	}
+	if c.MaxMsgSize == 0 {
+		c.MaxMsgSize = -1
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Duplicates == 0 {
+		c.Duplicates = 2 * time.Minute
+		if c.MaxAge != 0 && c.MaxAge < c.Duplicates {
+			c.Duplicates = c.MaxAge
+		}
+	}
+	return c
 }
 
 // ConsumerOptions are one subscription's consumer settings.

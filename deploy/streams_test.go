@@ -39,34 +39,6 @@ func decodeStrict(t *testing.T, file string, v any) {
 	}
 }
 
-// withServerDefaults fills in what nats-server sets for a field left at zero,
-// so that a file may spell the defaults out (-1 for "unlimited") or not.
-func withServerDefaults(c jetstream.StreamConfig) jetstream.StreamConfig {
-	for _, p := range []*int{&c.MaxConsumers} {
-		if *p == 0 {
-			*p = -1
-		}
-	}
-	for _, p := range []*int64{&c.MaxMsgs, &c.MaxBytes, &c.MaxMsgsPerSubject} {
-		if *p == 0 {
-			*p = -1
-		}
-	}
-	if c.MaxMsgSize == 0 {
-		c.MaxMsgSize = -1
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.Duplicates == 0 {
-		c.Duplicates = 2 * time.Minute
-		if c.MaxAge != 0 && c.MaxAge < c.Duplicates {
-			c.Duplicates = c.MaxAge
-		}
-	}
-	return c
-}
-
 // TestStreamFilesMatchBroker compares every field of each stream file with
 // the broker package's configuration (with 3 replicas): a setting changed in
 // one place and not in the other fails here.
@@ -81,7 +53,7 @@ func TestStreamFilesMatchBroker(t *testing.T) {
 		if got.Replicas != 3 {
 			t.Errorf("%s: num_replicas %d, want 3 (R3 on the 3-node cluster)", file, got.Replicas)
 		}
-		if g, w := withServerDefaults(got), withServerDefaults(want); !reflect.DeepEqual(g, w) {
+		if g, w := broker.ServerDefaults(got), broker.ServerDefaults(want); !reflect.DeepEqual(g, w) {
 			t.Errorf("%s differs from broker's configuration of %s:\n file:   %+v\n broker: %+v", file, want.Name, g, w)
 		}
 	}
