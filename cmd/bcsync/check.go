@@ -21,8 +21,8 @@ import (
 	"github.com/bcsync/bcsync/config"
 	"github.com/bcsync/bcsync/internal/redact"
 	"github.com/bcsync/bcsync/ipaasclient"
-	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -641,7 +641,8 @@ func (ck *checker) nats(ctx context.Context, cfg *config.Config) []checkResult {
 	}
 	defer b.Close()
 	results := []checkResult{pass("", "nats", "connected to "+b.NC.ConnectedUrlRedacted())}
-	for _, name := range []string{messages.StreamJobs, messages.StreamDLQ} {
+	for _, want := range []jetstream.StreamConfig{broker.JobsStreamConfig(broker.StreamOptions{}), broker.DLQStreamConfig(broker.StreamOptions{})} {
+		name := want.Name
 		check := "stream " + name
 		var (
 			s   jetstream.Stream
@@ -650,11 +651,22 @@ func (ck *checker) nats(ctx context.Context, cfg *config.Config) []checkResult {
 		ck.withTimeout(ctx, func(ctx context.Context) { s, err = b.JS.Stream(ctx, name) })
 		switch {
 		case err == nil:
+			// The settings a stream can never change: a worker refuses to
+			// start on a stream made otherwise (by hand, say).
+			have := s.CachedInfo().Config
+			if have.Retention != want.Retention || have.Storage != want.Storage {
+				results = append(results, fail("", check,
+					fmt.Sprintf("stream %s has %s retention and %s storage; bcsync needs %s and %s, which a stream cannot be changed to: workers refuse to start", name,
+						strings.ToLower(have.Retention.String()), strings.ToLower(have.Storage.String()), strings.ToLower(want.Retention.String()), strings.ToLower(want.Storage.String())),
+					"save its messages if they matter (nats stream backup "+name+"), delete it (nats stream rm "+name+") and start a worker, which makes it again, or create it with nats stream add --config deploy/streams/"+name+".json"))
+				continue
+			}
 			results = append(results, pass("", check, fmt.Sprintf("stream %s exists (%d messages)", name, s.CachedInfo().State.Msgs)))
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			results = append(results, fail("", check, "stream "+name+" does not exist",
 				"start a worker once (it creates the streams), or create them with deploy/streams/*.json: nats stream add --config deploy/streams/"+name+".json"))
-		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
+			errors.Is(err, nats.ErrNoResponders): // no JetStream answers the API on this server
 			results = append(results, fail("", check, err.Error(),
 				"enable JetStream on the NATS servers (and for this account)"))
 		default:

@@ -19,6 +19,8 @@ import (
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -439,5 +441,67 @@ func TestCheckSuggestCompanies(t *testing.T) {
 	}
 	if got := joinQuoted([]string{"a", "b", "c"}, "or"); got != "'a', 'b' or 'c'" {
 		t.Errorf("joinQuoted = %q", got)
+	}
+}
+
+// A BCSYNC_JOBS made by hand with the nats CLI's default retention (limits)
+// cannot be turned into a work queue: every worker refuses to start. check
+// must not report it as passed and exit 0.
+func TestCheckFailsOnAJobsStreamWorkersRefuse(t *testing.T) {
+	t.Parallel()
+	f := newCheckFakes(t)
+	b, err := broker.Connect(context.Background(), broker.Options{DataDir: t.TempDir(), Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx := context.Background()
+	jobs := broker.JobsStreamConfig(broker.StreamOptions{})
+	jobs.Retention = jetstream.LimitsPolicy
+	if _, err := b.JS.CreateStream(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.JS.CreateStream(ctx, broker.DLQStreamConfig(broker.StreamOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	// What a worker does at start-up:
+	werr := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{})
+	if werr == nil {
+		t.Fatal("precondition: the worker's EnsureStreams accepted the stream")
+	}
+	path := f.config(t, b.ClientURL(), checkSub{name: "s"})
+	code, out, _ := runCmd(t, checkCtx(t), "", "check", "--config", path)
+	if code == 0 {
+		t.Errorf("check exited 0 although a worker cannot start (%v):\n%s", werr, out)
+	}
+	if failed := checkLines(out, "✘ stream BCSYNC_JOBS"); len(failed) != 1 || !strings.Contains(failed[0], "limits retention") || !strings.Contains(failed[0], "nats stream rm BCSYNC_JOBS") {
+		t.Errorf("want the BCSYNC_JOBS item to name its retention and the fix:\n%s", out)
+	}
+}
+
+// NATS without JetStream: check has a dedicated fix ("enable JetStream"),
+// which it never prints.
+func TestCheckNamesJetStreamWhenNATSHasNone(t *testing.T) {
+	t.Parallel()
+	f := newCheckFakes(t)
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(srv.Shutdown)
+	path := f.config(t, srv.ClientURL(), checkSub{name: "s"})
+	code, out, _ := runCmd(t, checkCtx(t), "", "check", "--config", path)
+	failed := checkLines(out, "✘ stream")
+	if code == 0 || len(failed) != 2 {
+		t.Fatalf("check exited %d with failed stream items %q:\n%s", code, failed, out)
+	}
+	for _, l := range failed {
+		if !strings.Contains(l, "enable JetStream") {
+			t.Errorf("item %q: want the fix to enable JetStream on the NATS servers", l)
+		}
 	}
 }
