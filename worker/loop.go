@@ -372,13 +372,15 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		l.cfg.Stats.Returned.Add(1)
 		l.cfg.Metrics.job(l.cfg.Subscription, job.Type, "returned", 0)
 		if attempt < l.cfg.MaxDeliver {
+			// Counted as held: returned, it was not the job's fault.
+			l.failures.held(ctx, md.Sequence.Stream)
 			_ = msg.Nak()
 			log.Info().Msg("job returned to the queue on shutdown")
 			return
 		}
 		// JetStream would not deliver it again, and the safety net would
 		// dead-letter it: hand it on as a copy instead.
-		seq, qerr := l.requeueLast(ctx, msg, md, job, log)
+		seq, qerr := l.requeueLast(ctx, msg, md, job, l.ownFailures(ctx, msg, md)-1, log)
 		if qerr != nil {
 			_ = msg.Nak()
 			log.Error().Err(qerr).Msg("could not requeue a job returned on shutdown on its last delivery; the safety net dead-letters it")
@@ -391,6 +393,19 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		log.Debug().Dur("took", time.Since(start)).Msg("job done")
 	}
 	l.settle(ctx, msg, md, job, err, delivered, log)
+}
+
+// ownFailures is how many deliveries of the job failed by its own fault,
+// this one included: those of the jobs it replaces (a requeued copy's
+// HeaderFailures), and this message's deliveries less those held or
+// returned on shutdown.
+func (l *Loop) ownFailures(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) int {
+	prior, _ := strconv.Atoi(msg.Headers().Get(HeaderFailures))
+	held := 0
+	if md.NumDelivered > 1 {
+		held = l.failures.heldCount(ctx, md.Sequence.Stream)
+	}
+	return max(prior, 0) + max(int(md.NumDelivered)-held, 1)
 }
 
 // handle runs the handler on job. A panic (a bcsync bug, or a BC answer it
@@ -536,6 +551,10 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 	}
 	attempt := int(md.NumDelivered)
 	class := Classify(err)
+	own := 0 // the job's own failures, this delivery included
+	if class != "" {
+		own = l.ownFailures(ctx, msg, md)
+	}
 	redactor := l.redactor.Load()
 	reason := ""
 	if err != nil {
@@ -552,7 +571,11 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 	case l.cfg.Breaker != nil:
 		down = l.cfg.Breaker.Record(ctx, class, msg.Subject(), reason)
 	}
-	switch action := Decide(class, attempt, l.cfg.MaxDeliver, down); action {
+	action := Decide(class, own, attempt, l.cfg.MaxDeliver, down)
+	if counted := class == ClassTransient && !down; !counted {
+		own-- // this delivery was not the job's fault
+	}
+	switch action {
 	case ActionAck:
 		// DoubleAck waits for the server's confirmation; if it is lost, the
 		// job comes back after AckWait and the idempotent write repeats.
@@ -568,7 +591,12 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 			l.failures.settled(ctx, md.Sequence.Stream)
 		}
 	case ActionRetry, ActionHold:
-		if msg.Headers().Get(HeaderFirstFailure) == "" {
+		switch {
+		case action == ActionHold:
+			// Counted, so that this delivery, which JetStream counts,
+			// does not count toward dead-lettering.
+			l.failures.held(ctx, md.Sequence.Stream)
+		case msg.Headers().Get(HeaderFirstFailure) == "":
 			// A create: kept only if no failure of the job was recorded.
 			l.failures.failed(ctx, md.Sequence.Stream, time.Now())
 		}
@@ -589,20 +617,21 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 		}
 		l.nak(msg, delay, log)
 	case ActionRequeue:
-		seq, qerr := l.requeueLast(ctx, msg, md, job, log)
+		seq, qerr := l.requeueLast(ctx, msg, md, job, own, log)
 		if qerr != nil {
 			// Not copied: the delivery stays unsettled. If it was the last,
 			// the safety net moves it to the dead-letter stream.
-			log.Error().Err(qerr).Msg("could not requeue a held job on its last delivery")
+			log.Error().Err(qerr).Msg("could not requeue a job on its last delivery")
 			l.nak(msg, l.cfg.Backoff.Delay(1, 0), log)
 			return
 		}
-		log.Info().Str("error_class", string(class)).Uint64("copy_seq", seq).Msg("held job requeued on its last delivery")
+		log.Info().Str("error_class", string(class)).Int("failures", own).Uint64("copy_seq", seq).
+			Msg("job requeued on its last delivery: some of its deliveries were held, not its fault")
 		l.cfg.Stats.Requeued.Add(1)
 		count("requeued")
 	case ActionDeadLetter:
 		if class != ClassPermanent && class != ClassNotFound {
-			reason = fmt.Sprintf("gave up after %d attempts: %s", attempt, reason)
+			reason = fmt.Sprintf("gave up after %d attempts: %s", own, reason)
 		}
 		if derr := l.deadLetter(ctx, msg, md, job, class, reason); derr != nil {
 			// Not copied: keep the job. It comes back and is tried again.
@@ -631,8 +660,8 @@ func (l *Loop) nak(msg jetstream.Msg, delay time.Duration, log zerolog.Logger) {
 // (held, or returned on shutdown): it publishes a copy, raises the bulk's
 // requeued mark, then terminates the delivery. On an error nothing was
 // copied and the delivery is left unsettled.
-func (l *Loop) requeueLast(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, job *messages.Job, log zerolog.Logger) (uint64, error) {
-	seq, err := l.requeue(ctx, msg, md)
+func (l *Loop) requeueLast(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, job *messages.Job, own int, log zerolog.Logger) (uint64, error) {
+	seq, err := l.requeue(ctx, msg, md, own)
 	if err != nil {
 		return 0, err
 	}
@@ -650,13 +679,14 @@ func (l *Loop) requeueLast(ctx context.Context, msg jetstream.Msg, md *jetstream
 // message, with a fresh delivery count, and returns once JetStream stored
 // it. Its Nats-Msg-Id names the job it replaces (its sequence and a digest
 // of its content), so that a requeue repeated after a crash is stored once.
-func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) (uint64, error) {
+func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, own int) (uint64, error) {
 	out := nats.NewMsg(msg.Subject())
 	out.Data = msg.Data()
 	prior := 0
 	for k, vs := range msg.Headers() {
 		switch {
-		case strings.EqualFold(k, messages.HeaderMsgID), strings.HasPrefix(strings.ToLower(k), "nats-expected-"), strings.EqualFold(k, HeaderFirstFailure):
+		case strings.EqualFold(k, messages.HeaderMsgID), strings.HasPrefix(strings.ToLower(k), "nats-expected-"), strings.EqualFold(k, HeaderFirstFailure),
+			strings.EqualFold(k, HeaderFailures):
 			continue
 		case strings.EqualFold(k, HeaderDeliveries):
 			prior, _ = strconv.Atoi(msg.Headers().Get(k))
@@ -670,6 +700,9 @@ func (l *Loop) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.Msg
 	// anew, whose copies would otherwise be taken for one.
 	out.Header.Set(messages.HeaderMsgID, fmt.Sprintf("bcsync-requeue-%d-%s", md.Sequence.Stream, messages.ContentDigest(msg.Subject(), msg.Data())))
 	out.Header.Set(HeaderDeliveries, strconv.Itoa(prior+int(md.NumDelivered)))
+	if own > 0 {
+		out.Header.Set(HeaderFailures, strconv.Itoa(own))
+	}
 	out.Header.Set(HeaderFirstFailure, firstFailure(ctx, l.failures, msg.Headers(), md.Sequence.Stream, md.NumDelivered, md.Timestamp).Format(time.RFC3339Nano))
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

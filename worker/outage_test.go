@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/bcclient/bctest"
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/config"
 	"github.com/bcsync/bcsync/ipaasclient/ipaastest"
 	"github.com/bcsync/bcsync/messages"
@@ -178,5 +181,115 @@ func TestE2ERevokedSecretPausesThenResumesWithTheNewSecret(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), newSecret) || strings.Contains(logs.String(), e.ip.APIKey()) {
 		t.Error("a secret is in the logs")
+	}
+}
+
+// Held deliveries (throttled: not the job's fault) are counted by
+// JetStream, but not toward dead-lettering: a job throttled twice, then
+// failing once, on JetStream's third and last delivery, was dead-lettered
+// as "gave up after 3 attempts"; it is now requeued and runs again.
+func TestThrottledDeliveriesDoNotCountTowardDeadLettering(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	e.publish(t, 1)
+	stats := &worker.Stats{}
+	var calls atomic.Int32
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Failures: brokertest.KV(t, e.b, broker.BucketRecords),
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+			switch calls.Add(1) {
+			case 1, 2: // BC's per-app budget: 429, not the job's fault (held)
+				return &bcclient.APIError{Status: 429, Code: "Application_TooManyRequests", Message: "slow down"}
+			case 3: // one blip: the job's first failure that counts
+				return &bcclient.APIError{Status: 503, Code: "Internal_ServiceUnavailable", Message: "blip"}
+			}
+			return nil
+		})})
+	waitFor(t, 15*time.Second, "the job settled", func() bool {
+		return stats.Acked.Load()+stats.DeadLettered.Load() > 0
+	})
+	if stats.DeadLettered.Load() > 0 {
+		dl := readDLQ(t, e.b.JS, 1)[0]
+		t.Errorf("dead-lettered after 2 held (throttled) deliveries and 1 counted failure: class %q attempts %d reason %q",
+			dl.ErrorClass, dl.Attempts, dl.Reason)
+	}
+}
+
+// After an outage, a job held meanwhile has used up JetStream's deliveries,
+// not its own: a blip while the dependency recovers once dead-lettered it
+// (invariant 4).
+func TestOutageHoldsDoNotDeadLetterAfterRecovery(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	e.publish(t, 2) // L0000, L0001: two jobs failing trip the breaker
+	stats := &worker.Stats{}
+	br := e.breaker(t, worker.BreakerConfig{Threshold: 2, MinPause: 100 * time.Millisecond, MaxPause: 100 * time.Millisecond})
+	var recovered atomic.Bool
+	var xCalls atomic.Int32
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Breaker: br, Concurrency: 1, Failures: brokertest.KV(t, e.b, broker.BucketRecords),
+		Backoff: worker.Backoff{Initial: time.Second, Max: time.Second, Jitter: 0.01},
+		Handler: worker.HandlerFunc(func(_ context.Context, j *messages.Job) error {
+			down := &bcclient.APIError{Status: 503, Code: "Internal_ServiceUnavailable", Message: "down"}
+			switch j.Key {
+			case "X":
+				switch xCalls.Add(1) {
+				case 1:
+					return down
+				case 2:
+					recovered.Store(true)
+					// BC comes back; a job succeeding closes the breaker.
+					if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{ID: "ok", Subscription: "contoso",
+						Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "OK"}); err != nil {
+						t.Error(err)
+					}
+					return down
+				case 3:
+					return down // one blip while BC recovers: X's first failure that counts
+				}
+				return nil
+			}
+			if recovered.Load() {
+				return nil
+			}
+			return down
+		})})
+	waitFor(t, 10*time.Second, "the breaker tripped", func() bool { return br.Stats().Trips.Load() >= 1 })
+	// A job arriving during the outage: held, never its fault.
+	if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{ID: "x", Subscription: "contoso",
+		Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "X"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "X settled", func() bool { return xCalls.Load() >= 4 || stats.DeadLettered.Load() > 0 })
+	if n := stats.DeadLettered.Load(); n > 0 {
+		dl := readDLQ(t, e.b.JS, 1)[0]
+		t.Errorf("dead-lettered after an outage: key %s class %q attempts %d reason %q (held=%d)",
+			dl.Key, dl.ErrorClass, dl.Attempts, dl.Reason, stats.Held.Load())
+	}
+}
+
+// A job's own failures add up across the copies it is requeued as, so that
+// a job failing by its own fault between holds is still dead-lettered,
+// after maxDeliver of its own failures, and not requeued for ever.
+func TestOwnFailuresAddUpAcrossRequeuedCopies(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 3)
+	e.publish(t, 1)
+	stats := &worker.Stats{}
+	var calls atomic.Int32
+	throttled := &bcclient.APIError{Status: 429, Code: "Application_TooManyRequests", Message: "slow down"}
+	blip := &bcclient.APIError{Status: 503, Code: "Internal_ServiceUnavailable", Message: "blip"}
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Failures: brokertest.KV(t, e.b, broker.BucketRecords),
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error {
+			if calls.Add(1)%2 == 1 {
+				return throttled // held: JetStream's delivery, not the job's failure
+			}
+			return blip
+		})})
+	waitFor(t, 20*time.Second, "the job dead-lettered", func() bool { return stats.DeadLettered.Load() == 1 })
+	dl := readDLQ(t, e.b.JS, 1)[0]
+	// Deliveries: hold, fail, hold (JetStream's last: requeued with 1
+	// failure), then the copy: fail, hold, fail: the third own failure.
+	if n := calls.Load(); n != 6 || stats.Requeued.Load() != 1 || !strings.HasPrefix(dl.Reason, "gave up after 3 attempts") || dl.Attempts != 6 {
+		t.Errorf("%d handler calls, %d requeued; letter %q with %d attempts; want 6 calls, 1 requeue, gave up after 3 attempts of 6 deliveries",
+			n, stats.Requeued.Load(), dl.Reason, dl.Attempts)
 	}
 }

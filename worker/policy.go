@@ -154,16 +154,20 @@ func (a Action) String() string {
 	return [...]string{"ack", "retry", "hold", "requeue", "dead_letter"}[a]
 }
 
-// Decide maps a failure class to an action. attempt is the job's delivery
-// count (1 for the first delivery), maxDeliver the consumer's limit, and
-// down whether the subscription's breaker holds a dependency for down.
+// Decide maps a failure class to an action. attempt is the delivery count
+// JetStream keeps (1 for the first delivery), own how many deliveries,
+// this one included, failed by the job's own fault (those neither held nor
+// returned on shutdown, across requeued copies), maxDeliver the consumer's
+// limit, and down whether the subscription's breaker holds a dependency
+// for down.
 //
 // Only failures that may be the job's own count toward dead-lettering:
-// permanent and not-found ones at once, transient ones on the last allowed
-// delivery. Throttling, refused credentials and transient failures while a
-// dependency is down never do: they hold the job, and on its last delivery
-// requeue it.
-func Decide(class Class, attempt, maxDeliver int, down bool) Action {
+// permanent and not-found ones at once, transient ones once maxDeliver of
+// them happened. Throttling, refused credentials and transient failures
+// while a dependency is down never do: they hold the job. On JetStream's
+// last delivery a job not dead-lettered is requeued as a copy, which
+// JetStream delivers afresh.
+func Decide(class Class, own, attempt, maxDeliver int, down bool) Action {
 	last := maxDeliver > 0 && attempt >= maxDeliver
 	counts := class == ClassTransient && !down
 	switch {
@@ -171,12 +175,12 @@ func Decide(class Class, attempt, maxDeliver int, down bool) Action {
 		return ActionAck
 	case class == ClassPermanent, class == ClassNotFound:
 		return ActionDeadLetter
-	case counts && last:
+	case counts && maxDeliver > 0 && own >= maxDeliver:
 		return ActionDeadLetter
-	case counts:
-		return ActionRetry
 	case last:
 		return ActionRequeue
+	case counts:
+		return ActionRetry
 	}
 	return ActionHold
 }

@@ -22,35 +22,42 @@ import (
 func TestDecide(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		class       Class
-		attempt, md int
-		down        bool
-		want        Action
+		class            Class
+		own, attempt, md int
+		down             bool
+		want             Action
 	}{
-		{"", 1, 5, false, ActionAck},
-		{"", 5, 5, false, ActionAck},
-		{"", 5, 5, true, ActionAck},
-		{ClassPermanent, 1, 5, false, ActionDeadLetter},
-		{ClassPermanent, 1, 5, true, ActionDeadLetter},
-		{ClassNotFound, 1, 5, false, ActionDeadLetter},
+		{"", 1, 1, 5, false, ActionAck},
+		{"", 5, 5, 5, false, ActionAck},
+		{"", 5, 5, 5, true, ActionAck},
+		{ClassPermanent, 1, 1, 5, false, ActionDeadLetter},
+		{ClassPermanent, 1, 1, 5, true, ActionDeadLetter},
+		{ClassNotFound, 1, 1, 5, false, ActionDeadLetter},
 		// A transient failure counts while the dependency is up...
-		{ClassTransient, 1, 5, false, ActionRetry},
-		{ClassTransient, 4, 5, false, ActionRetry},
-		{ClassTransient, 5, 5, false, ActionDeadLetter},
+		{ClassTransient, 1, 1, 5, false, ActionRetry},
+		{ClassTransient, 4, 4, 5, false, ActionRetry},
+		{ClassTransient, 5, 5, 5, false, ActionDeadLetter},
 		// ...and not while it is down.
-		{ClassTransient, 1, 5, true, ActionHold},
-		{ClassTransient, 5, 5, true, ActionRequeue},
-		{ClassTransient, 9, 5, true, ActionRequeue},
+		{ClassTransient, 1, 1, 5, true, ActionHold},
+		{ClassTransient, 5, 5, 5, true, ActionRequeue},
+		{ClassTransient, 9, 9, 5, true, ActionRequeue},
 		// Throttling and refused credentials never count.
-		{ClassThrottled, 2, 5, false, ActionHold},
-		{ClassThrottled, 5, 5, false, ActionRequeue},
-		{ClassAuth, 1, 5, false, ActionHold},
-		{ClassAuth, 1, 5, true, ActionHold},
-		{ClassAuth, 5, 5, false, ActionRequeue},
+		{ClassThrottled, 2, 2, 5, false, ActionHold},
+		{ClassThrottled, 5, 5, 5, false, ActionRequeue},
+		{ClassAuth, 1, 1, 5, false, ActionHold},
+		{ClassAuth, 1, 1, 5, true, ActionHold},
+		{ClassAuth, 5, 5, 5, false, ActionRequeue},
+		// Held deliveries are JetStream's, not the job's: on JetStream's last
+		// delivery, a job with fewer own failures is requeued, not
+		// dead-lettered...
+		{ClassTransient, 3, 5, 5, false, ActionRequeue},
+		{ClassTransient, 2, 4, 5, false, ActionRetry},
+		// ...and a copy carrying earlier failures reaches the limit sooner.
+		{ClassTransient, 5, 2, 5, false, ActionDeadLetter},
 	}
 	for _, tt := range tests {
-		if got := Decide(tt.class, tt.attempt, tt.md, tt.down); got != tt.want {
-			t.Errorf("Decide(%q, %d, %d, down=%v) = %v, want %v", tt.class, tt.attempt, tt.md, tt.down, got, tt.want)
+		if got := Decide(tt.class, tt.own, tt.attempt, tt.md, tt.down); got != tt.want {
+			t.Errorf("Decide(%q, own %d, attempt %d, %d, down=%v) = %v, want %v", tt.class, tt.own, tt.attempt, tt.md, tt.down, got, tt.want)
 		}
 	}
 }
@@ -185,7 +192,7 @@ func TestIPaaS429WithACodeIsThrottled(t *testing.T) {
 		err := &ipaasclient.APIError{Status: 429, Code: code, Message: "Too many requests for your plan"}
 		if got := Classify(fmt.Errorf("sync: %w", err)); got != ClassThrottled {
 			t.Errorf("429 %s: Classify = %q (first delivery: %s), want %q", code, got,
-				Decide(got, 1, 5, false), ClassThrottled)
+				Decide(got, 1, 1, 5, false), ClassThrottled)
 		}
 		// A 5xx is retried whatever its code, too.
 		err = &ipaasclient.APIError{Status: 503, Code: code, Message: "unavailable"}
@@ -228,6 +235,6 @@ func TestLinkConflictThenTransientLookupIsRetried(t *testing.T) {
 		t.Fatal("upsert succeeded; the test wants its look-up to fail")
 	}
 	if got := Classify(err); got == ClassPermanent || got == ClassNotFound {
-		t.Errorf("Classify(%v) = %q: %s on the first delivery, want a retry", err, got, Decide(got, 1, 5, false))
+		t.Errorf("Classify(%v) = %q: %s on the first delivery, want a retry", err, got, Decide(got, 1, 1, 5, false))
 	}
 }
