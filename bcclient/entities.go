@@ -57,6 +57,12 @@ func (c *Client) GetItem(ctx context.Context, key string) (Item, error) {
 	return get[Item](ctx, c, items, key)
 }
 
+// GetItems returns the items whose number is one of numbers, by number,
+// read in one request like GetLocations.
+func (c *Client) GetItems(ctx context.Context, numbers []string) (map[string]Item, error) {
+	return getByKeys(ctx, c, items, numbers, func(r *Item) string { return r.Number })
+}
+
 // ListItems calls fn once per page of items, like ListLocations.
 func (c *Client) ListItems(ctx context.Context, fn func([]Item) error, opts ...ListOption) error {
 	return listEntity(ctx, c, items, time.Time{}, fn, opts...)

@@ -68,6 +68,29 @@ func CustomerCategoryExternalID(g bcclient.CustomerPriceGroup) string {
 // CustomerExternalID returns the BC key of a customer: its number.
 func CustomerExternalID(c bcclient.Customer) string { return strings.TrimSpace(c.Number) }
 
+// ProductExternalID returns the BC key of an item: its number.
+func ProductExternalID(i bcclient.Item) string { return strings.TrimSpace(i.Number) }
+
+// Product maps a BC item to an iPaaS.com product: sku <- number, name <-
+// displayName, type <- type (BC's "Inventory", "Service" or
+// "Non-Inventory", as BC names it), default_price <- unitPrice, and status
+// inactive for a blocked item, else active. It returns an *Error when the
+// number is missing or too long.
+func Product(i bcclient.Item) (ipaasclient.Product, error) {
+	number, err := key(ipaasclient.KindProduct, "number", i.Number)
+	if err != nil {
+		return ipaasclient.Product{}, err
+	}
+	status := ipaasclient.ProductStatusActive
+	if i.Blocked {
+		status = ipaasclient.ProductStatusInactive
+	}
+	return ipaasclient.Product{
+		SKU: number, Name: strings.TrimSpace(i.DisplayName), Type: strings.TrimSpace(i.Type),
+		DefaultPrice: i.UnitPrice, Status: status,
+	}, nil
+}
+
 // Location maps a BC location to an iPaaS.com location: name <- code,
 // description <- displayName, address1/address2 <- addressLine1/2, city,
 // region <- state, country, postal_code <- postalCode, phone <- phoneNumber,

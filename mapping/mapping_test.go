@@ -216,3 +216,33 @@ func FuzzCustomer(f *testing.F) {
 		}
 	})
 }
+
+func TestProduct(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      bcclient.Item
+		want    ipaasclient.Product
+		wantErr string
+	}{
+		{name: "every field", in: bcclient.Item{ID: "5d115c9c-44e3-ea11-bb43-000d3a2feca1", Number: " 1000 ", DisplayName: " Bicycle ", Type: "Inventory", UnitPrice: 4000.5},
+			want: ipaasclient.Product{SKU: "1000", Name: "Bicycle", Type: "Inventory", DefaultPrice: 4000.5, Status: ipaasclient.ProductStatusActive}},
+		{name: "blocked", in: bcclient.Item{Number: "1001", Type: "Service", Blocked: true},
+			want: ipaasclient.Product{SKU: "1001", Type: "Service", Status: ipaasclient.ProductStatusInactive}},
+		{name: "number missing", in: bcclient.Item{DisplayName: "Bicycle"}, wantErr: "number"},
+		{name: "number too long", in: bcclient.Item{Number: strings.Repeat("9", 21)}, wantErr: "number"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := Product(tt.in)
+			checkErr(t, err, tt.wantErr, ipaasclient.KindProduct)
+			if got != tt.want {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+	if got := ProductExternalID(bcclient.Item{Number: " 1000 "}); got != "1000" {
+		t.Errorf("ProductExternalID = %q", got)
+	}
+}

@@ -265,6 +265,10 @@ func (b *Bulk) list(ctx context.Context, t messages.Type, since time.Time, fn fu
 		return pages(fn, func(f func([]bcclient.Customer) error) error {
 			return b.BC.DeltaCustomers(ctx, since, f, opts...)
 		}, func(r bcclient.Customer) (string, time.Time) { return r.Number, r.LastModifiedDateTime })
+	case messages.TypeProduct:
+		return pages(fn, func(f func([]bcclient.Item) error) error {
+			return b.BC.DeltaItems(ctx, since, f, opts...)
+		}, func(r bcclient.Item) (string, time.Time) { return r.Number, r.LastModifiedDateTime })
 	case messages.TypeCustomerCategory:
 		// No delta for price groups (no lastModifiedDateTime): a delta
 		// lists them all, as the iPaaS.com BC connection does.

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -206,4 +207,23 @@ func TestDeltaSeesAChangeBehindItsPage(t *testing.T) {
 			got, codes[3], codes[1])
 	}
 	r.seenLater(t, codes[1])
+}
+
+// A collection notification of BC's items makes a product delta job: it
+// pages BC's items like the other types' deltas (it was dead-lettered:
+// "cannot be initialized by this worker version").
+func TestDeltaOfProducts(t *testing.T) {
+	t.Parallel()
+	r := newDeltaRig(t, 1, 7)
+	job := &messages.Job{ID: "delta-items", Subscription: "contoso", Type: messages.TypeProduct, Op: messages.OpDelta}
+	if err := r.bulk.Handle(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	r.rec.mu.Lock()
+	keys := slices.Clone(r.rec.keys)
+	r.rec.mu.Unlock()
+	slices.Sort(keys)
+	if want := r.bc.ItemNumbers(); len(want) == 0 || !slices.Equal(keys, want) {
+		t.Errorf("published %v, want every item %v", keys, want)
+	}
 }

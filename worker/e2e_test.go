@@ -611,3 +611,31 @@ func TestE2EConcurrentJobsReadBCInBatches(t *testing.T) {
 		t.Errorf("%d BC requests for %d jobs: reads not batched", reads, n)
 	}
 }
+
+// Product jobs (the receiver makes them of BC's items webhooks) are synced
+// like the other types: read from BC, batched, written, and deactivated by
+// a delete. They were all dead-lettered: "not synced by this worker version".
+func TestE2EProductsAreSynced(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, e2eOptions{bc: bctest.Options{Items: 12}})
+	e.startWorker("w1", zerolog.Nop(), nil)
+	numbers := e.bc.ItemNumbers()
+	e.publish(messages.TypeProduct, numbers...)
+	waitFor(t, 30*time.Second, "all product jobs acked", func() bool { return e.stats.Acked.Load() == int64(len(numbers)) })
+	if got := e.ip.Count("product"); got != len(numbers) || e.stats.DeadLettered.Load() != 0 {
+		t.Fatalf("iPaaS.com holds %d products (want %d), %d dead letters", got, len(numbers), e.stats.DeadLettered.Load())
+	}
+	item, _ := e.bc.Record(bctest.SetItems, numbers[2])
+	got, ok := e.ip.Lookup("product", numbers[2])
+	if !ok || got["sku"] != item["number"] || got["name"] != item["displayName"] || got["type"] != item["type"] {
+		t.Errorf("item %v mapped to %v", item, got)
+	}
+	if _, _, err := messages.Publish(context.Background(), e.b.JS, messages.Job{Subscription: "contoso", Type: messages.TypeProduct,
+		Op: messages.OpDelete, Key: numbers[2]}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the delete acked", func() bool { return e.stats.Acked.Load() == int64(len(numbers))+1 })
+	if _, ok := e.ip.Lookup("product", numbers[2]); ok {
+		t.Error("the product is still live after its delete job")
+	}
+}

@@ -37,6 +37,7 @@ type Syncer struct {
 		customers       *batchReader[bcclient.Customer]
 		locations       *batchReader[bcclient.Location]
 		shipmentMethods *batchReader[bcclient.ShipmentMethod]
+		items           *batchReader[bcclient.Item]
 	}
 }
 
@@ -64,6 +65,7 @@ func (s *Syncer) initReads() {
 		s.reads.customers = newBatchReader(s.BC.GetCustomer, s.BC.GetCustomers)
 		s.reads.locations = newBatchReader(s.BC.GetLocation, s.BC.GetLocations)
 		s.reads.shipmentMethods = newBatchReader(s.BC.GetShipmentMethod, s.BC.GetShipmentMethods)
+		s.reads.items = newBatchReader(s.BC.GetItem, s.BC.GetItems)
 	})
 }
 
@@ -109,6 +111,9 @@ func (s *Syncer) upsert(ctx context.Context, job *messages.Job) error {
 	case messages.TypeCustomer:
 		return upsert(ctx, s, job, s.reads.customers.get, customerKeyMatches, mapping.Customer, mapping.CustomerExternalID,
 			func(r bcclient.Customer) (string, time.Time) { return r.ID, r.LastModifiedDateTime })
+	case messages.TypeProduct:
+		return upsert(ctx, s, job, s.reads.items.get, itemKeyMatches, mapping.Product, mapping.ProductExternalID,
+			func(r bcclient.Item) (string, time.Time) { return r.ID, r.LastModifiedDateTime })
 	}
 	return Permanent(fmt.Errorf("type %q is not synced by this worker version", job.Type))
 }
@@ -231,6 +236,8 @@ func (s *Syncer) delete(ctx context.Context, job *messages.Job) error {
 		kind = ipaasclient.KindShippingMethod
 	case messages.TypeCustomer:
 		kind = ipaasclient.KindCustomer
+	case messages.TypeProduct:
+		kind = ipaasclient.KindProduct
 	default:
 		return Permanent(fmt.Errorf("type %q is not synced by this worker version", job.Type))
 	}
@@ -303,3 +310,5 @@ func priceGroupKeyMatches(r bcclient.CustomerPriceGroup, key string) bool {
 }
 
 func customerKeyMatches(r bcclient.Customer, key string) bool { return sameKey(r.ID, r.Number, key) }
+
+func itemKeyMatches(r bcclient.Item, key string) bool { return sameKey(r.ID, r.Number, key) }
