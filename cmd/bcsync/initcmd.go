@@ -24,9 +24,8 @@ import (
 var initOrder = []messages.Type{messages.TypeCustomerCategory, messages.TypeLocation, messages.TypeShippingMethod}
 
 // initTypes are the types init accepts: those a worker initializes
-// (worker.Bulk). Products are not: their initialize job would only be
-// dead-lettered.
-var initTypes = append(slices.Clone(initOrder), messages.TypeCustomer)
+// (worker.Bulk).
+var initTypes = append(slices.Clone(initOrder), messages.TypeCustomer, messages.TypeProduct)
 
 // workerWait is how long init waits for a worker to serve the subscription
 // (its consumer on the job stream) before it publishes: a worker started
@@ -41,14 +40,14 @@ func newInitCmd(g *globalFlags) *cobra.Command {
 		timeout          time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "init <customer_category|location|shipping_method|customer|all> --subscription NAME",
+		Use:   "init <customer_category|location|shipping_method|customer|product|all> --subscription NAME",
 		Short: "Copy every record of a type from Business Central to iPaaS.com",
 		Long: `Publishes an initialize job; a worker pages Business Central and enqueues one
 upsert job per record, with the record as its snapshot, checkpointing after
 each page (a worker that dies is resumed by another at its checkpoint).
 "all" initializes customer categories, locations and shipping methods, in
-that order, each once the one before is done. Products cannot be
-initialized.
+that order, each once the one before is done (customers and products, one
+by one, after them).
 
 Follows the progress (pages read, jobs enqueued, dead letters) until every
 job it enqueued is settled, whatever else the subscription's queue holds,
