@@ -177,17 +177,19 @@ func runeForms(r rune) string {
 		fmt.Fprintf(&pct, "%%%02X", c)
 	}
 	forms = append(forms, regexp.QuoteMeta(pct.String()))
+	// JSON escapes, at any depth: a JSON string holding JSON doubles the
+	// backslashes (\\u0026 for &).
 	if r1, r2 := utf16.EncodeRune(r); r1 != unicode.ReplacementChar {
-		forms = append(forms, fmt.Sprintf(`\\u%04X\\u%04X`, r1, r2))
+		forms = append(forms, fmt.Sprintf(`\\+u%04X\\+u%04X`, r1, r2))
 	} else if r <= 0xFFFF {
-		forms = append(forms, fmt.Sprintf(`\\u%04X`, r))
+		forms = append(forms, fmt.Sprintf(`\\+u%04X`, r))
 	}
 	forms = append(forms, fmt.Sprintf("&#x0*%X;", r), fmt.Sprintf("&#0*%d;", r))
 	switch r {
 	case ' ':
 		forms = append(forms, `\+`)
 	case '/', '"', '\\':
-		forms = append(forms, regexp.QuoteMeta(`\`+string(r)))
+		forms = append(forms, `\\+`+regexp.QuoteMeta(string(r)))
 	case '&':
 		forms = append(forms, "&amp;")
 	case '<':

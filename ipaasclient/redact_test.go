@@ -124,3 +124,22 @@ func allU(s string) string {
 	}
 	return b.String()
 }
+
+// A server that logs the request as a JSON string inside its JSON answer
+// (a "request" field holding serialized JSON) escapes the key twice; the
+// key must not survive in any field of the APIError.
+func TestKeyEscapedTwiceIsRedacted(t *testing.T) {
+	t.Parallel()
+	const key = "Key/With+Special&Chars=0123456789"
+	inner, _ := json.Marshal(map[string]string{"Authorization": "Bearer " + key})
+	outer, _ := json.Marshal(map[string]any{
+		"errors":  []any{map[string]any{"code": "AUTH-1001", "message": "Invalid API key"}},
+		"request": string(inner),
+	})
+	e := ipaasclient.DecodeAPIError(401, http.Header{}, outer, time.Now(), key)
+	for name, s := range map[string]string{"Body": e.Body, "Message": e.Message, "Error": e.Error()} {
+		if strings.Contains(s, "0123456789") {
+			t.Errorf("%s holds the key: %s", name, s)
+		}
+	}
+}
