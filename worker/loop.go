@@ -562,11 +562,11 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 	}
 	down := false
 	switch {
-	case errors.Is(err, ErrLockLost):
-		// Stopped by its heartbeat: this worker could not keep the
-		// record's lock (its NATS trouble), which is not the job's fault.
-		// Held, never counted toward dead-lettering; requeued on the last
-		// delivery.
+	case errors.Is(err, ErrLockLost), errors.Is(err, ErrLockStore):
+		// Stopped by its heartbeat, or the lock could not be taken: this
+		// worker could not keep or reach the record's lock (its NATS
+		// trouble), which is not the job's fault. Held, never counted
+		// toward dead-lettering; requeued on the last delivery.
 		down = true
 	case l.cfg.Breaker != nil:
 		down = l.cfg.Breaker.Record(ctx, class, msg.Subject(), reason)

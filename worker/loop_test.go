@@ -616,3 +616,21 @@ func TestLoopRetriesMakingItsConsumerAgain(t *testing.T) {
 		t.Errorf("%d tries to make the consumer; it was made on the third", n)
 	}
 }
+
+// A record lock that cannot be taken because its bucket fails (NATS
+// trouble on this worker) is not the job's fault: the job is held, and
+// requeued on its last delivery, never dead-lettered for it.
+func TestLoopHoldsAJobWhoseLockCannotBeTaken(t *testing.T) {
+	t.Parallel()
+	e := newLoopEnv(t, 2)
+	e.publish(t, 1)
+	stats := &worker.Stats{}
+	var ran atomic.Int32
+	e.run(t, worker.LoopConfig{MaxDeliver: 2, Stats: stats, Locks: worker.NewRecordLocks(e.b.JS, downKV{}, 10*time.Second),
+		Failures: brokertest.KV(t, e.b, broker.BucketRecords),
+		Handler:  worker.HandlerFunc(func(context.Context, *messages.Job) error { ran.Add(1); return nil })})
+	waitFor(t, 20*time.Second, "the job requeued on its last delivery", func() bool { return stats.Requeued.Load() >= 1 })
+	if n := stats.DeadLettered.Load(); n != 0 || ran.Load() != 0 || stats.Held.Load() == 0 {
+		t.Errorf("%d dead-lettered, handler ran %d times, %d held: want the job held and requeued, never run nor dead-lettered", n, ran.Load(), stats.Held.Load())
+	}
+}

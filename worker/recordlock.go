@@ -248,10 +248,16 @@ func (l *RecordLock) Unlock(ctx context.Context) error {
 // report it in their own words).
 func lockErr(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
-		err = ctx.Err()
+		return fmt.Errorf("worker: record lock: %s: %w", what, ctx.Err())
 	}
-	return fmt.Errorf("worker: record lock: %s: %w", what, err)
+	return fmt.Errorf("worker: record lock: %s: %w: %w", what, ErrLockStore, err)
 }
+
+// ErrLockStore is wrapped by the errors of RecordLocks.Lock that the bucket
+// caused (NATS unreachable, JetStream not answering): the worker's trouble,
+// not the job's, which the loop holds instead of counting toward
+// dead-lettering.
+var ErrLockStore = errors.New("the record locks' bucket failed")
 
 // Version is what the fleet recorded of one record's last write to
 // iPaaS.com: the BC lastModifiedDateTime written and the record's BC id
