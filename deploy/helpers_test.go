@@ -27,6 +27,11 @@ const defaultGrace = 25 * time.Second
 // drain after the grace period.
 const natsDrain = 10 * time.Second
 
+// shutdownSteps is the rest of a worker's worst shutdown besides --grace
+// and the drain: the pull in flight (2s), the record locks' release (5s)
+// and the admin server's shutdown (2s).
+const shutdownSteps = 9 * time.Second
+
 func readFile(t *testing.T, rel string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot, rel))

@@ -237,9 +237,9 @@ func TestWorkerDeployment(t *testing.T) {
 		}
 		grace = d
 	}
-	if tg := time.Duration(w.pod.TerminationGracePeriodSeconds) * time.Second; tg <= grace+natsDrain {
-		t.Errorf("terminationGracePeriodSeconds %s: the kubelet would kill a draining worker; want more than --grace (%s) plus the NATS drain (%s)",
-			tg, grace, natsDrain)
+	if tg := time.Duration(w.pod.TerminationGracePeriodSeconds) * time.Second; tg <= grace+natsDrain+shutdownSteps {
+		t.Errorf("terminationGracePeriodSeconds %s: the kubelet would kill a draining worker; want more than --grace (%s) plus the NATS drain (%s) plus the other steps (%s)",
+			tg, grace, natsDrain, shutdownSteps)
 	}
 
 	admin := ":9090" // the default of --admin-listen
