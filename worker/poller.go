@@ -55,6 +55,23 @@ func (p *Poller) Run(ctx context.Context) {
 	}
 }
 
+// queued reports whether a bulk job (delta or initialize) of type t is in
+// the job stream, queued or running: a work queue keeps a job until it is
+// settled. Unknown (no stream access, or the read failed) is false: a
+// delta too many costs reads, a delta too few misses changes.
+func (p *Poller) queued(ctx context.Context, t messages.Type) bool {
+	js, ok := p.JS.(jetstream.JetStream)
+	if !ok {
+		return false
+	}
+	s, err := js.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		return false
+	}
+	_, err = s.GetLastMsgForSubject(ctx, messages.JobSubject(p.Subscription, t, ""))
+	return err == nil
+}
+
 // poll takes the lease and, if it got it, publishes the delta jobs.
 func (p *Poller) poll(ctx context.Context, ttl time.Duration) error {
 	key := PollLeaseKey(p.Subscription)
@@ -70,6 +87,13 @@ func (p *Poller) poll(ctx context.Context, ttl time.Duration) error {
 	// publish) is deduplicated.
 	slot := strconv.FormatInt(time.Now().UnixNano()/int64(ttl), 10)
 	for _, t := range p.Types {
+		if p.queued(ctx, t) {
+			// The last poll's delta (or an initialization) of the type is
+			// still queued or running, e.g. held through an outage: another
+			// would only read the same changes again once it ends.
+			p.Log.Debug().Str("type", string(t)).Msg("a bulk job of the type is still queued: no new delta")
+			continue
+		}
 		job := messages.Job{ID: "poll-" + string(t) + "-" + slot, Subscription: p.Subscription, Type: t, Op: messages.OpDelta, Source: "poller"}
 		if _, _, err := messages.Publish(ctx, p.JS, job); err != nil {
 			err = fmt.Errorf("worker: poll %s: %w", t, err)

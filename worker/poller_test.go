@@ -168,3 +168,34 @@ func TestPollerSaysWhenItsLeaseStays(t *testing.T) {
 		t.Errorf("the failure does not say the lease stays: %q", f.logs.String())
 	}
 }
+
+// A delta (or initialization) of a type still queued, e.g. held through an
+// outage, is not joined by another at the next poll: each would read the
+// same changes again once it ran, and with no watermark yet, every record.
+func TestPollerAddsNoDeltaWhileOneIsQueued(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	ctx := context.Background()
+	if _, _, err := messages.Publish(ctx, b.JS, messages.Job{ID: "earlier", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpDelta, Source: "poller"}); err != nil {
+		t.Fatal(err)
+	}
+	p := &worker.Poller{JS: b.JS, KV: brokertest.KV(t, b, broker.BucketProgress), Subscription: "contoso",
+		Types: []messages.Type{messages.TypeLocation, messages.TypeShippingMethod}, Interval: 2 * time.Second, WorkerID: "w1", Log: zerolog.Nop()}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { p.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, 10*time.Second, "a poll", func() bool { return p.Polls.Load() >= 1 })
+	s, err := b.JS.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(messages.JobsPrefix+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, ship := messages.JobSubject("contoso", messages.TypeLocation, ""), messages.JobSubject("contoso", messages.TypeShippingMethod, "")
+	if got := info.State.Subjects; got[loc] != 1 || got[ship] != 1 {
+		t.Errorf("jobs by subject %v: want the one queued location delta, and one shipping method delta", got)
+	}
+}
