@@ -224,7 +224,7 @@ func (f *Fleet) Close() {
 	wg.Wait()
 }
 
-// Acquire waits for a concurrency lease, for the end of a pause, and for
+// Acquire waits for the end of a pause, for a concurrency lease, and for
 // the request budget, in that order, so that a request is sent right after
 // its budget was granted. release gives the lease back to the process, which
 // keeps it for its next request for a while (see FleetConfig.LeaseHold);
@@ -233,7 +233,7 @@ func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
 	f.watch()
 	start := time.Now()
 	defer func() { f.cfg.Stats.Waited.Add(int64(time.Since(start))) }()
-	l, err := f.lease(ctx)
+	l, err := f.leaseAfterPause(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -242,10 +242,6 @@ func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
 		if released.CompareAndSwap(false, true) {
 			f.putBack(l)
 		}
-	}
-	if err := f.waitPause(ctx); err != nil {
-		release()
-		return nil, err
 	}
 	if err := f.grant(ctx); err != nil {
 		release()
@@ -561,6 +557,27 @@ func (f *Fleet) watch() {
 			}
 		}()
 	})
+}
+
+// leaseAfterPause waits for the end of a pause, then for a concurrency
+// lease. A pause that began while it waited for the lease is waited out
+// without the lease: a pause may outlast LeaseTTL (BC's Retry-After can
+// be minutes), and the lease's key, expired meanwhile, would be taken by
+// another process while this one still counted it as its own.
+func (f *Fleet) leaseAfterPause(ctx context.Context) (*lease, error) {
+	for {
+		if err := f.waitPause(ctx); err != nil {
+			return nil, err
+		}
+		l, err := f.lease(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if time.Now().UnixNano() >= f.pausedUntil.Load() {
+			return l, nil
+		}
+		f.putBack(l)
+	}
 }
 
 func (f *Fleet) waitPause(ctx context.Context) error {

@@ -1,0 +1,55 @@
+package throttle_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/throttle"
+)
+
+// A fleet-wide pause longer than LeaseTTL (BC's Retry-After is up to the
+// 5-minute window, the TTL 15 s) must not let more than MaxConcurrency
+// requests run at once when it ends: goroutines waiting out the pause while
+// holding leases would see their keys expire meanwhile, and other workers
+// create them again.
+func TestPauseLongerThanLeaseTTLKeepsConcurrency(t *testing.T) {
+	t.Parallel()
+	fs := fleets(t, 3, throttle.FleetConfig{Name: "bc-app", Requests: 100000, Window: time.Second,
+		MaxConcurrency: 1, LeaseTTL: time.Second})
+	for _, f := range fs { // start every worker's pause watch
+		r, err := f.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r()
+	}
+	fs[0].Throttled(4 * time.Second) // a 429 with Retry-After: 4
+	time.Sleep(100 * time.Millisecond)
+	var cur, peak atomic.Int32
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	for i := range 6 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				release, err := fs[i%3].Acquire(ctx)
+				if err != nil {
+					return
+				}
+				c := cur.Add(1)
+				for p := peak.Load(); c > p && !peak.CompareAndSwap(p, c); p = peak.Load() {
+				}
+				time.Sleep(200 * time.Millisecond) // the request
+				cur.Add(-1)
+				release()
+			}
+		})
+	}
+	wg.Wait()
+	if p := peak.Load(); p > 1 {
+		t.Errorf("peak concurrency %d across the fleet after a 4s pause, MaxConcurrency 1", p)
+	}
+}
