@@ -128,6 +128,8 @@ type Fleet struct {
 	pausedUntil atomic.Int64 // unix nanoseconds, cached from the bucket
 	clockWarned atomic.Int64 // unix nanoseconds of the last clock warning
 	watchOnce   sync.Once
+	watching    atomic.Bool   // the watch is set up
+	watchKick   chan struct{} // an Acquire found the watch down
 
 	leases leases
 
@@ -176,7 +178,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 		return nil, fmt.Errorf("throttle: %w", errors.Join(errs...))
 	}
 	f := &Fleet{cfg: cfg, slot: cfg.Window / time.Duration(cfg.Slots), window: cfg.Slots + cfg.Slots/50 + 1,
-		rateKey: "rate." + cfg.Name, pauseKey: "pause." + cfg.Name, turn: make(chan struct{}, 1)}
+		rateKey: "rate." + cfg.Name, pauseKey: "pause." + cfg.Name, turn: make(chan struct{}, 1), watchKick: make(chan struct{}, 1)}
 	if f.slot <= 0 {
 		f.slot = time.Millisecond
 	}
@@ -520,43 +522,91 @@ func (f *Fleet) Throttled(d time.Duration) {
 }
 
 // watch keeps pausedUntil in step with the bucket, and learns when other
-// processes wait for a concurrency lease (see announceWant).
+// processes wait for a concurrency lease (see announceWant), from the first
+// Acquire until Close. While the watch is down, each call hurries the next
+// attempt to set it up.
 func (f *Fleet) watch() {
 	f.watchOnce.Do(func() {
 		if !f.leases.startBackground(&f.bg) {
 			return // closed
 		}
-		w, err := f.cfg.KV.WatchFiltered(f.life, []string{f.pauseKey, f.leases.wantPrefix + "*"})
-		if err != nil {
-			f.bg.Done()
+		go f.watchLoop()
+	})
+	if !f.watching.Load() {
+		select {
+		case f.watchKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watchLoop follows the bucket until Close, setting its watch up again
+// whenever it could not be set up (NATS unreachable at the first request)
+// or ended: after a wait growing with the failures in a row (0.1s to 2s),
+// or as soon as an Acquire needs it, but at most every 100ms.
+func (f *Fleet) watchLoop() {
+	defer f.bg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for failures := 0; ; {
+		if f.follow(min(time.Second<<min(failures, 3), 5*time.Second)) {
+			failures = 0
+		} else {
+			failures++
+		}
+		if sleep(f.life, 100*time.Millisecond) != nil {
 			return
 		}
-		go func() {
-			defer f.bg.Done()
-			defer w.Stop()
-			for {
-				select {
-				case e, ok := <-w.Updates():
-					if !ok {
-						return
-					}
-					if e == nil || e.Operation() != jetstream.KeyValuePut {
-						continue
-					}
-					switch key := e.Key(); {
-					case key == f.pauseKey:
-						if v := decodeTime(e.Value()); v > f.pausedUntil.Load() {
-							f.pausedUntil.Store(v)
-						}
-					case key != f.leases.wantKey:
-						f.leases.othersWant(time.Now())
-					}
-				case <-f.life.Done():
-					return
-				}
+		wait := min(100*time.Millisecond<<min(failures, 5), 2*time.Second)
+		timer.Reset(wait/2 + jitter(wait/2))
+		select {
+		case <-timer.C:
+		case <-f.watchKick:
+		case <-f.life.Done():
+			return
+		}
+	}
+}
+
+// follow watches the bucket until the watch ends or the Fleet closes. It
+// reports whether the watch was set up within setup: a request sent as
+// the connection broke is never answered (1s at first, longer after
+// failures, so that a slow store still gets there).
+func (f *Fleet) follow(setup time.Duration) bool {
+	ctx, cancel := context.WithCancel(f.life) // the watch lives as long as ctx
+	defer cancel()
+	timer := time.AfterFunc(setup, cancel)
+	w, err := f.cfg.KV.WatchFiltered(ctx, []string{f.pauseKey, f.leases.wantPrefix + "*"})
+	if !timer.Stop() || err != nil {
+		if err == nil {
+			w.Stop()
+		}
+		return false
+	}
+	defer w.Stop()
+	f.watching.Store(true)
+	defer f.watching.Store(false)
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return true
 			}
-		}()
-	})
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			switch key := e.Key(); {
+			case key == f.pauseKey:
+				if v := decodeTime(e.Value()); v > f.pausedUntil.Load() {
+					f.pausedUntil.Store(v)
+				}
+			case key != f.leases.wantKey:
+				f.leases.othersWant(time.Now())
+			}
+		case <-ctx.Done():
+			return true
+		}
+	}
 }
 
 // leaseAfterPause waits for the end of a pause, then for a concurrency

@@ -1,0 +1,119 @@
+package throttle_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/throttle"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// restartable is a NATS server on a fixed port, which a test stops and
+// starts again as an operator's restart would.
+type restartable struct {
+	t    *testing.T
+	opts server.Options
+	srv  *server.Server
+}
+
+func startRestartable(t *testing.T) *restartable {
+	r := &restartable{t: t, opts: server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}}
+	r.start()
+	r.opts.Port = r.srv.Addr().(*net.TCPAddr).Port
+	return r
+}
+
+func (r *restartable) start() {
+	srv, err := server.NewServer(&r.opts)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		r.t.Fatal("NATS server not ready")
+	}
+	r.t.Cleanup(srv.Shutdown)
+	r.srv = srv
+}
+
+func (r *restartable) stop() { r.srv.Shutdown(); r.srv.WaitForShutdown() }
+
+// fleetOn connects as a worker process does and returns its Fleet, on a
+// throttle bucket kept on disk so that it survives a restart (broker's is
+// in memory).
+func (r *restartable) fleetOn(name string) (*broker.Broker, *throttle.Fleet) {
+	t := r.t
+	b, err := broker.Connect(context.Background(), broker.Options{URL: r.srv.ClientURL(), Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	cfg := throttleBucket(t)
+	cfg.Storage = jetstream.FileStorage // survives the restart
+	kv, err := b.JS.CreateOrUpdateKeyValue(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := throttle.NewFleet(throttle.FleetConfig{Name: "bc-app", Requests: 1000, Window: time.Second, MaxConcurrency: 5, KV: kv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return b, f
+}
+
+// throttleBucket is the throttle bucket's configuration, as broker makes it.
+func throttleBucket(t *testing.T) jetstream.KeyValueConfig {
+	t.Helper()
+	for _, cfg := range broker.KVConfigs(broker.KVOptions{}) {
+		if cfg.Bucket == broker.BucketThrottle {
+			return cfg
+		}
+	}
+	t.Fatal("no throttle bucket in broker.KVConfigs")
+	return jetstream.KeyValueConfig{}
+}
+
+// A worker whose first BC request meets NATS unreachable must still honour
+// the pauses the others announce once NATS is back (a 429 slows the whole
+// fleet). The bucket is kept on disk here, so that only the watch is at
+// stake.
+func TestPauseWatchComesBackAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := startRestartable(t)
+	b, f := r.fleetOn("worker")
+	r.stop() // a NATS restart, or a network blip, at the worker's first request
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if _, err := f.Acquire(actx); err == nil {
+		t.Fatal("acquired with NATS down")
+	}
+	cancel()
+	r.start()
+	waitFor(t, 10*time.Second, "the worker to reconnect", b.NC.IsConnected)
+	waitFor(t, 20*time.Second, "the worker's requests to go through again", func() bool {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		rel, err := f.Acquire(actx)
+		if err == nil {
+			rel()
+		}
+		return err == nil
+	})
+	_, other := r.fleetOn("other")
+	other.Throttled(3 * time.Second)   // another worker got a 429 with Retry-After: 3
+	time.Sleep(200 * time.Millisecond) // the pause travels through the bucket
+	start := time.Now()
+	rel, err := f.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel()
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("the worker went on after %v during the fleet's 3s pause", took.Round(time.Millisecond))
+	}
+}
