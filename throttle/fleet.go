@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bcsync/bcsync/broker"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -67,8 +68,17 @@ type FleetConfig struct {
 	// counting arrivals, never sees more than Requests in a Window.
 	// Default 100.
 	Slots int
-	// Log receives pauses, and a warning when another process's clock is
-	// ahead of this one's.
+	// Recreate, when set, makes the bucket again when the store answers
+	// that it is gone: broker.BucketThrottle is kept in memory, and the
+	// restart of a single NATS server loses it; every Acquire then failed
+	// until the workers restarted. It must succeed when the bucket exists
+	// (another worker made it first), and leave an existing bucket as it
+	// is. It is called at most once a second; an Acquire that met the
+	// missing bucket tries once more after it. Without it, the bucket's
+	// loss stays fatal for the budget.
+	Recreate func(ctx context.Context) error
+	// Log receives pauses, the re-creation of the bucket, and a warning
+	// when another process's clock is ahead of this one's.
 	Log zerolog.Logger
 	// Stats, when set, counts grants, waits and pauses.
 	Stats *Stats
@@ -130,6 +140,12 @@ type Fleet struct {
 	watchOnce   sync.Once
 	watching    atomic.Bool   // the watch is set up
 	watchKick   chan struct{} // an Acquire found the watch down
+	watchMu     sync.Mutex
+	watchStop   context.CancelFunc // ends the current watch
+
+	recreateMu   sync.Mutex
+	recreateLast time.Time // the last call of cfg.Recreate
+	recreateOK   bool      // and whether it succeeded
 
 	leases leases
 
@@ -235,6 +251,14 @@ func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
 	f.watch()
 	start := time.Now()
 	defer func() { f.cfg.Stats.Waited.Add(int64(time.Since(start))) }()
+	release, err = f.acquire(ctx)
+	if err != nil && f.recreate(ctx, err) {
+		release, err = f.acquire(ctx)
+	}
+	return release, err
+}
+
+func (f *Fleet) acquire(ctx context.Context) (release func(), err error) {
 	l, err := f.leaseAfterPause(ctx)
 	if err != nil {
 		return nil, err
@@ -575,6 +599,9 @@ func (f *Fleet) watchLoop() {
 func (f *Fleet) follow(setup time.Duration) bool {
 	ctx, cancel := context.WithCancel(f.life) // the watch lives as long as ctx
 	defer cancel()
+	f.watchMu.Lock()
+	f.watchStop = cancel
+	f.watchMu.Unlock()
 	timer := time.AfterFunc(setup, cancel)
 	w, err := f.cfg.KV.WatchFiltered(ctx, []string{f.pauseKey, f.leases.wantPrefix + "*"})
 	if !timer.Stop() || err != nil {
@@ -607,6 +634,45 @@ func (f *Fleet) follow(setup time.Duration) bool {
 			return true
 		}
 	}
+}
+
+// recreate makes the bucket again with cfg.Recreate if err says that it is
+// gone, at most once a second, and then sets the watch up again (the old
+// one followed the lost bucket). It reports whether the bucket was made
+// again, by this call or by another within the last second.
+func (f *Fleet) recreate(ctx context.Context, err error) bool {
+	if f.cfg.Recreate == nil || !bucketGone(err) || ctx.Err() != nil {
+		return false
+	}
+	f.recreateMu.Lock()
+	defer f.recreateMu.Unlock()
+	if time.Since(f.recreateLast) < time.Second {
+		return f.recreateOK
+	}
+	f.recreateLast = time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if rerr := f.cfg.Recreate(rctx); rerr != nil {
+		f.recreateOK = false
+		f.cfg.Log.Warn().Err(rerr).Str("budget", f.cfg.Name).Msg("the throttle bucket is gone and could not be made again")
+		return false
+	}
+	f.recreateOK = true
+	f.cfg.Log.Warn().Err(err).Str("budget", f.cfg.Name).
+		Msg("the throttle bucket was gone (a NATS restart?) and was made again: the budget's counts start afresh")
+	f.watchMu.Lock()
+	if f.watchStop != nil {
+		f.watchStop()
+	}
+	f.watchMu.Unlock()
+	return true
+}
+
+// bucketGone reports whether err says that the bucket's stream does not
+// exist: no server answers for it, or the server says so.
+func bucketGone(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
 }
 
 // leaseAfterPause waits for the end of a pause, then for a concurrency

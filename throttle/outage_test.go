@@ -117,3 +117,70 @@ func TestPauseWatchComesBackAfterAnOutage(t *testing.T) {
 		t.Errorf("the worker went on after %v during the fleet's 3s pause", took.Round(time.Millisecond))
 	}
 }
+
+// A single NATS server restarting (an upgrade, a crash, a node rebooted)
+// must not leave the fleet's budget unusable: the throttle bucket is kept in
+// memory, the workers' BC requests all need it, and nothing made the bucket
+// again until the workers restarted. The worker gives its Fleet a way to
+// make it again, as worker.Shared does.
+func TestBudgetWorksAfterNATSRestarts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := startRestartable(t)
+	b, err := broker.Connect(ctx, broker.Options{URL: r.srv.ClientURL(), Name: "worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	kvs, err := broker.EnsureKV(ctx, b.JS, broker.KVOptions{}) // as the worker does at start
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := throttle.NewFleet(throttle.FleetConfig{Name: "bc-app", Requests: 1000, Window: time.Second, MaxConcurrency: 5, KV: kvs[broker.BucketThrottle],
+		Recreate: func(ctx context.Context) error {
+			_, err := broker.EnsureKV(ctx, b.JS, broker.KVOptions{CreateOnly: true})
+			return err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	rel, err := f.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel()
+	r.stop()
+	r.start()
+	waitFor(t, 10*time.Second, "the worker to reconnect", b.NC.IsConnected)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rel, err := f.Acquire(actx)
+		cancel()
+		if err == nil {
+			rel()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after NATS came back, Acquire still fails: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+	// The pause watch follows the new bucket.
+	other, err := throttle.NewFleet(throttle.FleetConfig{Name: "bc-app", Requests: 1000, Window: time.Second, MaxConcurrency: 5, KV: kvs[broker.BucketThrottle]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	waitFor(t, 10*time.Second, "a pause to reach the worker", func() bool {
+		other.Throttled(2 * time.Second)
+		actx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		rel, err := f.Acquire(actx)
+		if err == nil {
+			rel()
+		}
+		return err != nil // waited for the pause
+	})
+}

@@ -25,7 +25,10 @@ import (
 // process share the same objects; the first one's throttling settings win.
 type Shared struct {
 	tokensKV, throttleKV jetstream.KeyValue
-	log                  zerolog.Logger
+	// recreateThrottle makes the throttle bucket again when a NATS restart
+	// lost it (it is kept in memory).
+	recreateThrottle func(ctx context.Context) error
+	log              zerolog.Logger
 
 	mu      sync.Mutex
 	tokens  map[string]*tokencache.Source
@@ -38,8 +41,12 @@ func NewShared(ctx context.Context, js jetstream.JetStream, replicas int, log ze
 	if err != nil {
 		return nil, err
 	}
+	recreate := func(ctx context.Context) error {
+		_, err := broker.EnsureKV(ctx, js, broker.KVOptions{Replicas: replicas, CreateOnly: true})
+		return err
+	}
 	return &Shared{
-		tokensKV: kvs[broker.BucketTokens], throttleKV: kvs[broker.BucketThrottle], log: log,
+		tokensKV: kvs[broker.BucketTokens], throttleKV: kvs[broker.BucketThrottle], recreateThrottle: recreate, log: log,
 		tokens: map[string]*tokencache.Source{}, budgets: map[string]*throttle.Fleet{},
 	}, nil
 }
@@ -138,7 +145,7 @@ func (s *Shared) budget(name string, t config.Throttling) (*throttle.Fleet, erro
 	}
 	b, err := throttle.NewFleet(throttle.FleetConfig{
 		KV: s.throttleKV, Name: name, Requests: t.RequestsPerWindow, Window: t.Window, MaxConcurrency: t.MaxConcurrency,
-		Log: s.log.With().Str("component", "throttle").Logger(),
+		Recreate: s.recreateThrottle, Log: s.log.With().Str("component", "throttle").Logger(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("worker: budget %s: %w", name, err)
