@@ -149,6 +149,9 @@ type Fleet struct {
 
 	leases leases
 
+	// now is time.Now; a test skews it, as another host's clock.
+	now func() time.Time
+
 	// life ends with Close; bg counts the goroutines that end with it
 	// (the watch of the bucket, the janitor of idle leases).
 	life context.Context
@@ -201,6 +204,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	f.lead = int((f.maxLead()+f.slot-1)/f.slot) + 1
 	f.ring = f.window + f.lead
 	f.life, f.stop = context.WithCancel(context.Background())
+	f.now = time.Now
 	f.leases.init(cfg, ttl)
 	return f, nil
 }
@@ -511,25 +515,25 @@ func (f *Fleet) Throttled(d time.Duration) {
 		d = time.Second
 	}
 	f.cfg.Stats.Pauses.Add(1)
-	until := time.Now().Add(d).UnixNano()
+	until := f.now().Add(d).UnixNano()
 	if until <= f.pausedUntil.Load() {
 		return
 	}
 	f.pausedUntil.Store(until)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	val := encodePause(d)
 	for range 5 {
 		e, err := f.cfg.KV.Get(ctx, f.pauseKey)
 		var rev uint64
 		if err == nil {
 			rev = e.Revision()
-			if v := decodeTime(e.Value()); v >= until {
+			if pauseEnd(e, f.now(), false) >= until {
 				return
 			}
 		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return
 		}
-		val := binary.BigEndian.AppendUint64(nil, uint64(until))
 		if rev == 0 {
 			_, err = f.cfg.KV.Create(ctx, f.pauseKey, val)
 		} else {
@@ -613,18 +617,23 @@ func (f *Fleet) follow(setup time.Duration) bool {
 	defer w.Stop()
 	f.watching.Store(true)
 	defer f.watching.Store(false)
+	live := false // past the values the bucket held when the watch began
 	for {
 		select {
 		case e, ok := <-w.Updates():
 			if !ok {
 				return true
 			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
+			if e == nil {
+				live = true
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
 				continue
 			}
 			switch key := e.Key(); {
 			case key == f.pauseKey:
-				if v := decodeTime(e.Value()); v > f.pausedUntil.Load() {
+				if v := pauseEnd(e, time.Now(), live); v > f.pausedUntil.Load() {
 					f.pausedUntil.Store(v)
 				}
 			case key != f.leases.wantKey:
@@ -709,11 +718,41 @@ func (f *Fleet) waitPause(ctx context.Context) error {
 	}
 }
 
-func decodeTime(b []byte) int64 {
-	if len(b) != 8 {
-		return 0
+// pauseFormat begins a pause's value: 1 is the pause's length, in
+// nanoseconds (8 bytes, big-endian), so that each host derives its end
+// from its own clock and no two hosts' clocks are compared. A value of 8
+// bytes is the pause's end, as bcsync wrote it before: unix nanoseconds of
+// the writer's clock, still honoured as such during a rolling upgrade
+// (hosts running that older bcsync ignore the new values: they pause on
+// their own 429s only, until they are replaced).
+const pauseFormat = 1
+
+func encodePause(d time.Duration) []byte {
+	return binary.BigEndian.AppendUint64([]byte{pauseFormat}, uint64(d))
+}
+
+// pauseEnd is when the pause in e ends, in unix nanoseconds of this host's
+// clock (0: none), seen at now. A pause that arrives live, as it is
+// written, lasts its length from now. One written earlier (found when the
+// watch began, or read by Throttled) ends its length after the store wrote
+// it, by the store's clock, but never later than its length from now.
+func pauseEnd(e jetstream.KeyValueEntry, now time.Time, live bool) int64 {
+	b := e.Value()
+	switch {
+	case len(b) == 9 && b[0] == pauseFormat:
+		d := time.Duration(binary.BigEndian.Uint64(b[1:]))
+		if d <= 0 {
+			return 0
+		}
+		end := now.Add(d).UnixNano()
+		if !live {
+			end = min(end, e.Created().Add(d).UnixNano())
+		}
+		return end
+	case len(b) == 8:
+		return int64(binary.BigEndian.Uint64(b))
 	}
-	return int64(binary.BigEndian.Uint64(b))
+	return 0
 }
 
 // budget counts grants per slot over the last len(counts) slots, the newest

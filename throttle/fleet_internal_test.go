@@ -3,6 +3,7 @@ package throttle
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"slices"
 	"strings"
 	"testing"
@@ -136,5 +137,105 @@ func TestClockAheadIsReported(t *testing.T) {
 		if got := strings.Contains(logs.String(), "check that the workers' clocks are synchronized"); got != c.warn {
 			t.Errorf("%d slots ahead: warned %v, want %v; log:\n%s", c.ahead, got, c.warn, logs.String())
 		}
+	}
+}
+
+// pauseEntry is a pause as the bucket holds it, written at created by the
+// store's clock.
+type pauseEntry struct {
+	jetstream.KeyValueEntry
+	value   []byte
+	created time.Time
+}
+
+func (e pauseEntry) Value() []byte                   { return e.value }
+func (e pauseEntry) Created() time.Time              { return e.created }
+func (e pauseEntry) Key() string                     { return "pause.x" }
+func (e pauseEntry) Revision() uint64                { return 1 }
+func (e pauseEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
+
+func TestPauseEnd(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_000_000, 0)
+	old := binary.BigEndian.AppendUint64(nil, uint64(now.Add(3*time.Second).UnixNano()))
+	for _, c := range []struct {
+		name    string
+		value   []byte
+		created time.Time
+		live    bool
+		want    time.Duration // from now; -1: none
+	}{
+		{"live: its length from now, whatever the store's clock", encodePause(5 * time.Second), now.Add(-time.Hour), true, 5 * time.Second},
+		{"found at start: its length after the store wrote it", encodePause(5 * time.Second), now.Add(-2 * time.Second), false, 3 * time.Second},
+		{"found at start, over", encodePause(5 * time.Second), now.Add(-time.Minute), false, -time.Minute + 5*time.Second},
+		{"found at start, the store's clock ahead: at most its length", encodePause(5 * time.Second), now.Add(time.Minute), false, 5 * time.Second},
+		{"an older bcsync's end", old, now, true, 3 * time.Second},
+		{"zero length", encodePause(0), now, true, -1},
+		{"garbage", []byte("x"), now, true, -1},
+	} {
+		got := pauseEnd(pauseEntry{value: c.value, created: c.created}, now, c.live)
+		want := now.Add(c.want).UnixNano()
+		if c.want == -1 {
+			want = 0
+		}
+		if got != want {
+			t.Errorf("%s: end %v from now, want %v", c.name, time.Duration(got-now.UnixNano()), c.want)
+		}
+	}
+}
+
+// A pause announced by a worker whose clock differs from this one's must
+// hold this worker for what Retry-After asked. The pause was stored as its
+// writer's wall-clock end and compared with each reader's clock: a writer
+// 20s behind paused nobody, one 2 minutes ahead paused the fleet for 2
+// minutes. The other worker here is a Fleet whose clock is skewed.
+func TestPauseFromAWorkerWithAnotherClock(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		skew     time.Duration
+		minPause time.Duration // what Retry-After asked for, less a margin
+		maxPause time.Duration
+	}{
+		{"its clock 20s behind, Retry-After 5s", -20 * time.Second, 4 * time.Second, 8 * time.Second},
+		{"its clock 2m ahead, Retry-After 1s", 2 * time.Minute, 0, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := brokertest.New(t)
+			cfg := FleetConfig{Name: "bc-app", Requests: 1000, Window: time.Second, MaxConcurrency: 5}
+			cfg.KV = brokertest.KV(t, b, broker.BucketThrottle)
+			f, err := NewFleet(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(f.Close)
+			r, err := f.Acquire(context.Background()) // starts the pause watch
+			if err != nil {
+				t.Fatal(err)
+			}
+			r()
+			cfg.KV = brokertest.KV(t, b, broker.BucketThrottle)
+			other, err := NewFleet(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(other.Close)
+			other.now = func() time.Time { return time.Now().Add(tc.skew) }
+			d := tc.minPause + time.Second
+			other.Throttled(d)
+			time.Sleep(100 * time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), tc.maxPause+5*time.Second)
+			defer cancel()
+			start := time.Now()
+			r, err = f.Acquire(ctx)
+			took := time.Since(start)
+			if err == nil {
+				r()
+			}
+			if took < tc.minPause || took > tc.maxPause {
+				t.Errorf("a %v pause asked by a 429 held this worker %v (err %v)", d, took.Round(time.Millisecond), err)
+			}
+		})
 	}
 }

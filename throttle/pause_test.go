@@ -2,11 +2,14 @@ package throttle_test
 
 import (
 	"context"
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/throttle"
 )
 
@@ -51,5 +54,37 @@ func TestPauseLongerThanLeaseTTLKeepsConcurrency(t *testing.T) {
 	wg.Wait()
 	if p := peak.Load(); p > 1 {
 		t.Errorf("peak concurrency %d across the fleet after a 4s pause, MaxConcurrency 1", p)
+	}
+}
+
+// A pause written by an older bcsync (its end, 8 bytes of big-endian unix
+// nanoseconds of its clock) is still honoured during a rolling upgrade.
+func TestPauseFromAnOlderWorker(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	kv := brokertest.KV(t, b, broker.BucketThrottle)
+	f, err := throttle.NewFleet(throttle.FleetConfig{KV: kv, Name: "bc-app", Requests: 1000, Window: time.Second, MaxConcurrency: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	r, err := f.Acquire(context.Background()) // starts the pause watch
+	if err != nil {
+		t.Fatal(err)
+	}
+	r()
+	until := time.Now().Add(2 * time.Second).UnixNano()
+	if _, err := kv.Put(context.Background(), "pause.bc-app", binary.BigEndian.AppendUint64(nil, uint64(until))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	r, err = f.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r()
+	if took := time.Since(start); took < time.Second || took > 5*time.Second {
+		t.Errorf("an older worker's 2s pause held this worker %v", took.Round(time.Millisecond))
 	}
 }
