@@ -210,7 +210,12 @@ func (s *Source) Token() (*oauth2.Token, error) {
 	if s.local != nil && s.localFresh(now) {
 		return s.local, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Wait+s.cfg.LockTTL)
+	timeout := s.cfg.Wait + s.cfg.LockTTL
+	if s.fellBack {
+		// Trying the bucket again: hold this process's callers briefly.
+		timeout = min(timeout, fallbackProbe)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	tok, err := s.shared(ctx)
 	var fe *fetchError
@@ -227,6 +232,15 @@ func (s *Source) Token() (*oauth2.Token, error) {
 	s.recovered()
 	return tok, nil
 }
+
+// fallbackRetry is how often a process whose bucket failed tries it
+// again; meanwhile its Token calls return its own token at once.
+// fallbackProbe bounds the bucket's calls of such a try, during which the
+// process's other Token calls wait.
+const (
+	fallbackRetry = 30 * time.Second
+	fallbackProbe = 5 * time.Second
+)
 
 // localRefresh is when the cached copy must be looked up again.
 func (s *Source) localFresh(now time.Time) bool {
@@ -376,7 +390,9 @@ func (s *Source) fallback(ctx context.Context, cause error) (*oauth2.Token, erro
 		s.fellBack = true
 		s.cfg.Log.Warn().Err(cause).Msg("token cache unreachable: this worker fetches its own BC tokens until it is back")
 	}
-	if s.local != nil && s.local.Expiry.After(time.Now().Add(5*time.Second)) {
+	now := time.Now()
+	if s.local != nil && s.local.Expiry.After(now.Add(5*time.Second)) {
+		s.retryBucketAt(now)
 		return s.local, nil
 	}
 	issued := time.Now()
@@ -387,7 +403,22 @@ func (s *Source) fallback(ctx context.Context, cause error) (*oauth2.Token, erro
 		return nil, err
 	}
 	st := stored{Token: tok.AccessToken, Type: tok.TokenType, Expiry: tok.Expiry, Issued: issued, Refresh: s.refreshAt(tok, issued)}
-	return s.keep(st), nil
+	tok = s.keep(st)
+	s.retryBucketAt(time.Now())
+	return tok, nil
+}
+
+// retryBucketAt has the local token used without the bucket until
+// fallbackRetry from now (or until it is due for expiry): the bucket
+// failed, and each try holds the process's callers up.
+func (s *Source) retryBucketAt(now time.Time) {
+	until := now.Add(fallbackRetry)
+	if e := s.local.Expiry.Add(-5 * time.Second); !s.local.Expiry.IsZero() && e.Before(until) {
+		until = e
+	}
+	if !now.Before(s.localRefresh) || until.Before(s.localRefresh) {
+		s.localRefresh = until
+	}
 }
 
 func (s *Source) recovered() {
