@@ -1,10 +1,18 @@
 package tokencache_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/tokencache"
@@ -50,5 +58,117 @@ func TestFallbackWithNATSDownDoesNotWaitAtEveryCall(t *testing.T) {
 	// One bucket timeout is Wait+LockTTL = 2 s here.
 	if longest > 5*time.Second {
 		t.Errorf("%d Token calls with NATS down and a valid token took %v: each waited out the bucket again", callers, longest.Round(time.Millisecond))
+	}
+}
+
+// Entra throttles the token request (429, Retry-After: 20). The jobs of
+// the fleet's workers that need a token meanwhile must not each ask Entra
+// again: the fleet's one token request per lifetime became one per job
+// attempt, against a service that asked it to wait.
+func TestEntraRetryAfterIsSharedByTheFleet(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	entraSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "20")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"error":"temporarily_unavailable","error_description":"AADSTS50196: too many requests","error_codes":[50196]}`)
+	}))
+	t.Cleanup(entraSrv.Close)
+	fetch, err := bcclient.Credentials{AuthorityURL: entraSrv.URL, TenantID: "t1", ClientID: "c1", ClientSecret: "secret-1"}.Fetcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := brokertest.New(t)
+	kv := brokertest.KV(t, b, broker.BucketTokens)
+	var srcs []*tokencache.Source
+	for range 3 { // three workers
+		s, err := tokencache.New(tokencache.Config{KV: brokertest.KV(t, b, broker.BucketTokens), Identity: testID,
+			Secret: "secret-1", Fetch: fetch, Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, s)
+	}
+	var wg sync.WaitGroup
+	for i := range 24 { // 8 jobs per worker, each asking once
+		wg.Go(func() {
+			_, err := srcs[i%3].Token()
+			var te *bcclient.TokenError
+			switch {
+			case err == nil:
+				t.Error("a token from a throttled Entra")
+			case !errors.As(err, &te) || te.RetryAfter <= 0 || te.RetryAfter > 20*time.Second:
+				t.Errorf("Token = %v, want a TokenError with Entra's Retry-After", err)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d token requests reached Entra", calls.Load())
+	if n := calls.Load(); n > 3 {
+		t.Errorf("Entra answered 429 with Retry-After: 20, and the fleet asked it %d times within a moment", n)
+	}
+	// What the fleet shares holds the wait, never a secret or a token.
+	keys, err := kv.ListKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range keys.Keys() {
+		e, err := kv.Get(context.Background(), k)
+		if err != nil {
+			continue
+		}
+		if strings.Contains(string(e.Value()), "secret-1") || strings.Contains(string(e.Value()), "AADSTS") {
+			t.Errorf("key %s holds %q", k, e.Value())
+		}
+	}
+}
+
+// Once Entra's Retry-After has passed, the fleet asks it again.
+func TestEntraIsAskedAgainAfterRetryAfter(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	entraSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprint(w, `{"error":"temporarily_unavailable","error_codes":[50196]}`)
+			return
+		}
+		fmt.Fprint(w, `{"token_type":"Bearer","expires_in":3599,"access_token":"tok-2"}`)
+	}))
+	t.Cleanup(entraSrv.Close)
+	fetch, err := bcclient.Credentials{AuthorityURL: entraSrv.URL, TenantID: "t1", ClientID: "c1", ClientSecret: "secret-1"}.Fetcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := brokertest.New(t)
+	var srcs []*tokencache.Source
+	for range 2 {
+		s, err := tokencache.New(tokencache.Config{KV: brokertest.KV(t, b, broker.BucketTokens), Identity: testID,
+			Secret: "secret-1", Fetch: fetch, Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, s)
+	}
+	if _, err := srcs[0].Token(); err == nil {
+		t.Fatal("a token from a throttled Entra")
+	}
+	if _, err := srcs[1].Token(); err == nil {
+		t.Fatal("the other worker asked Entra during its Retry-After")
+	}
+	var tok string
+	deadline := time.Now().Add(10 * time.Second)
+	for tok == "" && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		if got, err := srcs[1].Token(); err == nil {
+			tok = got.AccessToken
+		}
+	}
+	if tok != "tok-2" || calls.Load() != 2 {
+		t.Errorf("after Retry-After: token %q, %d token requests; want tok-2 from the second request", tok, calls.Load())
 	}
 }

@@ -11,10 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/broker"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -34,6 +36,11 @@ func (id Identity) Key() string {
 }
 
 func (id Identity) lockKey() string { return id.Key() + ".lock" }
+
+// backoffKey holds, while Entra asked the fleet to wait (429 or
+// Retry-After), the wait's length and status, never a token or secret; its
+// TTL ends it by the store's clock.
+func (id Identity) backoffKey() string { return id.Key() + ".backoff" }
 
 // Config configures a Source.
 type Config struct {
@@ -77,16 +84,21 @@ type Stats struct {
 
 // Source is an oauth2.TokenSource shared by the fleet. Safe for concurrent use.
 type Source struct {
-	cfg  Config
-	aead cipher.AEAD
-	key  string
-	lock string
+	cfg     Config
+	aead    cipher.AEAD
+	key     string
+	lock    string
+	backoff string
 
 	mu           sync.Mutex // one Token sequence at a time in this process
 	local        *oauth2.Token
 	localRefresh time.Time
 	// fellBack is set while the bucket is unreachable, to log once.
 	fellBack bool
+	// Until retryAt, Entra asked this process or the fleet to wait: Token
+	// returns retryErr (or a still valid local token) without asking.
+	retryAt  time.Time
+	retryErr bcclient.TokenError
 }
 
 var _ oauth2.TokenSource = (*Source)(nil)
@@ -131,7 +143,7 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokencache: %w", err)
 	}
-	return &Source{cfg: cfg, aead: aead, key: key, lock: cfg.Identity.lockKey()}, nil
+	return &Source{cfg: cfg, aead: aead, key: key, lock: cfg.Identity.lockKey(), backoff: cfg.Identity.backoffKey()}, nil
 }
 
 // Stats returns the source's counters.
@@ -202,13 +214,24 @@ func (st stored) valid(now time.Time) bool {
 }
 
 // Token returns the fleet's current token, refreshing it if this worker is
-// the one to do so.
+// the one to do so. While Microsoft Entra asked to wait (429, or
+// Retry-After, answered to any worker of the fleet), it asks Entra nothing
+// and returns a still valid token, or a *bcclient.TokenError whose
+// RetryAfter is the wait left.
 func (s *Source) Token() (*oauth2.Token, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	if s.local != nil && s.localFresh(now) {
 		return s.local, nil
+	}
+	if now.Before(s.retryAt) {
+		if s.local != nil && s.local.Expiry.After(now.Add(5*time.Second)) {
+			return s.local, nil
+		}
+		e := s.retryErr
+		e.RetryAfter = s.retryAt.Sub(now)
+		return nil, &e
 	}
 	timeout := s.cfg.Wait + s.cfg.LockTTL
 	if s.fellBack {
@@ -287,6 +310,17 @@ func (s *Source) shared(ctx context.Context) (*oauth2.Token, error) {
 					return s.keep(st), nil
 				}
 			}
+			if s.fleetBackoff(ctx) {
+				// Entra asked the fleet to wait: not another request.
+				s.unlock(ctx, lockRev)
+				if cur.valid(time.Now()) {
+					s.cfg.Stats.Shared.Add(1)
+					return s.keep(cur), nil
+				}
+				e := s.retryErr
+				e.RetryAfter = time.Until(s.retryAt)
+				return nil, &fetchError{&e}
+			}
 			return s.refresh(ctx, cur, lockRev)
 		case broker.IsConflict(err):
 			if cur.valid(now) {
@@ -312,6 +346,9 @@ func (s *Source) refresh(ctx context.Context, cur stored, lockRev uint64) (*oaut
 	tok, err := s.cfg.Fetch(ctx)
 	s.cfg.Stats.Fetches.Add(1)
 	if err != nil {
+		if d, ok := s.backOff(err, time.Now()); ok {
+			s.shareBackoff(ctx, d)
+		}
 		if cur.valid(time.Now()) {
 			s.cfg.Log.Warn().Err(err).Msg("refreshing the shared BC token failed; the current one is still valid")
 			return s.keep(cur), nil
@@ -400,6 +437,7 @@ func (s *Source) fallback(ctx context.Context, cause error) (*oauth2.Token, erro
 	s.cfg.Stats.Fetches.Add(1)
 	s.cfg.Stats.Fallbacks.Add(1)
 	if err != nil {
+		s.backOff(err, time.Now())
 		return nil, err
 	}
 	st := stored{Token: tok.AccessToken, Type: tok.TokenType, Expiry: tok.Expiry, Issued: issued, Refresh: s.refreshAt(tok, issued)}
@@ -419,6 +457,70 @@ func (s *Source) retryBucketAt(now time.Time) {
 	if !now.Before(s.localRefresh) || until.Before(s.localRefresh) {
 		s.localRefresh = until
 	}
+}
+
+// Entra's requests to wait: a 429 without Retry-After waits
+// defaultBackoff; no wait is longer than maxBackoff, so that a bogus
+// header does not stop the fleet's tokens for long.
+const (
+	defaultBackoff = 5 * time.Second
+	maxBackoff     = 10 * time.Minute
+)
+
+// backOff records, when err is Entra asking to wait (a 429, or any status
+// with Retry-After), that this process asks again after the wait, and
+// returns the wait.
+func (s *Source) backOff(err error, now time.Time) (time.Duration, bool) {
+	var te *bcclient.TokenError
+	if !errors.As(err, &te) || (te.RetryAfter <= 0 && te.Status != http.StatusTooManyRequests) {
+		return 0, false
+	}
+	d := te.RetryAfter
+	if d <= 0 {
+		d = defaultBackoff
+	}
+	d = min(d, maxBackoff)
+	s.retryAt, s.retryErr = now.Add(d), *te
+	return d, true
+}
+
+// backoffValue is the plaintext of the back-off key: how long Entra asked
+// to wait, and with which HTTP status.
+type backoffValue struct {
+	Status int           `json:"status"`
+	Wait   time.Duration `json:"wait"`
+}
+
+// shareBackoff tells the fleet to wait d before it asks Entra again: a key
+// whose TTL (whole seconds, rounded up) ends the wait by the store's clock.
+// A key already there (another worker's wait) stays.
+func (s *Source) shareBackoff(ctx context.Context, d time.Duration) {
+	v, _ := json.Marshal(backoffValue{Status: s.retryErr.Status, Wait: d})
+	ttl := max(time.Second, (d + time.Second - 1).Truncate(time.Second))
+	if _, err := s.cfg.KV.Create(ctx, s.backoff, v, jetstream.KeyTTL(ttl)); err != nil && !broker.IsConflict(err) {
+		s.cfg.Log.Warn().Err(err).Msg("could not share Entra's request to wait through KV")
+	}
+}
+
+// fleetBackoff reports whether another worker recorded that Entra asked
+// the fleet to wait, and if so has this process wait too: for what is left
+// of the wait by the time the store wrote it (its clock), at most the
+// whole wait.
+func (s *Source) fleetBackoff(ctx context.Context) bool {
+	e, err := s.cfg.KV.Get(ctx, s.backoff)
+	if err != nil {
+		return false // none, or the bucket failed: the lock holder asks Entra
+	}
+	var v backoffValue
+	if json.Unmarshal(e.Value(), &v) != nil || v.Wait <= 0 {
+		return false
+	}
+	now := time.Now()
+	left := min(max(time.Until(e.Created().Add(v.Wait)), time.Second), v.Wait)
+	s.retryAt = now.Add(left)
+	s.retryErr = bcclient.TokenError{Status: v.Status,
+		Description: "Microsoft Entra asked the fleet to wait before it requests a token again (another worker's request was throttled)"}
+	return true
 }
 
 func (s *Source) recovered() {
