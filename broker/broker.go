@@ -105,7 +105,7 @@ func Connect(ctx context.Context, opts Options) (*Broker, error) {
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		b.Close()
-		return nil, fmt.Errorf("broker: connect to NATS at %s: %w", redactURL(url), err)
+		return nil, fmt.Errorf("broker: connect to NATS at %s: %w", RedactURL(url), err)
 	}
 	b.NC = nc
 	js, err := jetstream.New(nc)
@@ -198,10 +198,10 @@ func (b *Broker) Close() {
 	}
 }
 
-// redactURL hides the user information (user:password, or a token) of
+// RedactURL hides the user information (user:password, or a token) of
 // every URL in a comma-separated list: nats://user:pass@host ->
 // nats://[redacted]@host.
-func redactURL(u string) string {
+func RedactURL(u string) string {
 	parts := strings.Split(u, ",")
 	for i, p := range parts {
 		parts[i] = redactOneURL(p)

@@ -195,13 +195,14 @@ type Poll struct {
 	// Interval between two polls, fleet-wide. Default 5m; 0s turns polling
 	// off; else >= 10s.
 	Interval time.Duration `yaml:"interval" json:"interval" default:"5m"`
-	// Types polled: location, shipping_method, customer, customer_category.
-	// Default [location], which BC sends no webhooks for.
+	// Types polled: location, shipping_method, customer, customer_category,
+	// product. Default [location], which BC sends no webhooks for; an
+	// explicit [] polls nothing.
 	Types []string `yaml:"types" json:"types"`
 }
 
 // PollTypes are the types a poll (a delta job) can copy.
-var PollTypes = []string{"location", "shipping_method", "customer", "customer_category"}
+var PollTypes = []string{"location", "shipping_method", "customer", "customer_category", "product"}
 
 // WebhookServer configures the HTTP server of `bcsync webhook`, which
 // receives the webhook notifications of every subscription at

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -468,6 +469,41 @@ func TestPollSettings(t *testing.T) {
 	for _, want := range []string{"poll.interval", "poll.types[0]", "10s", "location, shipping_method"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+}
+
+// README: poll.types are "the types polled" (default [location]; "add the
+// others as a safety net for lost notifications"). Products are synced,
+// BC sends webhooks for items (which may be lost), and the worker runs a
+// product delta (bcclient DeltaItems), but the configuration refuses it.
+func TestPollTypesAcceptProduct(t *testing.T) {
+	t.Parallel()
+	y := minimalYAML + "    poll: {interval: 5m, types: [location, product]}\n"
+	cfg, err := Parse([]byte(y), MapEnv(baseEnv()))
+	if err != nil {
+		t.Fatalf("poll.types [location, product]: %v", err)
+	}
+	if got := cfg.Subscriptions[0].Poll.Types; !slices.Equal(got, []string{"location", "product"}) {
+		t.Errorf("poll.types = %v", got)
+	}
+}
+
+// An explicit empty list is silently replaced by the default [location]:
+// applyDefaults asks st.isSet("...poll.types"), but the decoder never marks
+// a list as set, so the check cannot tell `types: []` from no setting.
+func TestPollTypesExplicitEmptyIsKept(t *testing.T) {
+	t.Parallel()
+	for _, y := range []string{
+		minimalYAML + "    poll: {interval: 5m, types: []}\n",
+		minimalYAML + "    poll:\n      types: []\n",
+	} {
+		cfg, err := Parse([]byte(y), MapEnv(baseEnv()))
+		if err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+		if got := cfg.Subscriptions[0].Poll.Types; len(got) != 0 {
+			t.Errorf("poll.types: [] in the file became %v", got)
 		}
 	}
 }

@@ -301,6 +301,9 @@ func (d *decoder) value(path string, n ast.Node, v reflect.Value) {
 				"start each entry with '- ' on its own line (see the example configuration)")
 			return
 		}
+		// Set, even empty: an explicit [] is not a missing list, which
+		// takes the default.
+		d.st.mark(path, origin{line: line})
 		for i, el := range seq.Values {
 			elem := reflect.New(v.Type().Elem()).Elem()
 			d.value(fmt.Sprintf("%s[%d]", path, i), el, elem)

@@ -299,6 +299,7 @@ func Decode(b []byte) (*Job, error) {
 	if err := dec.Decode(&j); err != nil || j.V != Version || trailing(b, dec) {
 		return decodeCarefully(b)
 	}
+	j.Data = noNull(j.Data)
 	if err := j.Validate(); err != nil {
 		return nil, fmt.Errorf("messages: invalid job: %w", err)
 	}
@@ -334,10 +335,20 @@ func decodeCarefully(b []byte) (*Job, error) {
 	if trailing(b, dec) {
 		return nil, fmt.Errorf("messages: %w: trailing data after the JSON object", ErrMalformed)
 	}
+	j.Data = noNull(j.Data)
 	if err := j.Validate(); err != nil {
 		return nil, fmt.Errorf("messages: invalid job: %w", err)
 	}
 	return &j, nil
+}
+
+// noNull reads "data": null, as many serializers write a field they have no
+// value for, as no snapshot.
+func noNull(data json.RawMessage) json.RawMessage {
+	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		return nil
+	}
+	return data
 }
 
 // trailing reports whether b holds more than white space after the value
@@ -351,10 +362,15 @@ func (j *Job) Encode() ([]byte, error) {
 	if err := j.Validate(); err != nil {
 		return nil, fmt.Errorf("messages: invalid job: %w", err)
 	}
-	b, err := json.Marshal(j)
-	if err != nil {
+	// Not HTML-escaped: json.Marshal would write each <, > and & of a
+	// snapshot as six bytes, and refuse as too large a job Decode takes.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(j); err != nil {
 		return nil, fmt.Errorf("messages: encode job: %w", err)
 	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if len(b) > MaxJobBytes {
 		return nil, fmt.Errorf("messages: %w: %d bytes, at most %d", ErrTooLarge, len(b), MaxJobBytes)
 	}

@@ -231,3 +231,62 @@ func TestMsgIDOfAJobJSONCannotEncode(t *testing.T) {
 		t.Error("MsgID of one job changes between calls")
 	}
 }
+
+// data is optional (README, "Publishing a job"); publishers that write
+// every field (C#, Java, Python serializers) send an absent snapshot as
+// null. Decode takes null for changed_at, source, key and enqueued_at,
+// but refuses it for data, so such a job is dead-lettered.
+func TestDecodeAcceptsNullData(t *testing.T) {
+	t.Parallel()
+	for _, b := range []string{
+		`{"v":1,"id":"j1","subscription":"contoso","type":"location","op":"upsert","key":"EAST","data":null}`,
+		`{"v":1,"id":"j2","subscription":"contoso","type":"location","op":"delta","key":null,"data":null}`,
+	} {
+		j, err := messages.Decode([]byte(b))
+		if err != nil {
+			t.Errorf("Decode(%s) = %v, want the job (data null is no snapshot)", b, err)
+			continue
+		}
+		if len(j.Data) != 0 {
+			t.Errorf("Decode(%s): Data = %s, want none", b, j.Data)
+		}
+	}
+}
+
+// README: "A key made of [A-Za-z0-9_-] appears as is in the subject; any
+// other key is written as ~ followed by its unpadded base64url form", and
+// "Jobs whose subject does not match their body are dead-lettered".
+// CheckSubject accepts other spellings of the key: a plain key encoded, and
+// base64 with non-zero trailing bits (several tokens decode to one key).
+func TestCheckSubjectRefusesNonCanonicalKeyToken(t *testing.T) {
+	t.Parallel()
+	j := messages.Job{V: 1, ID: "j1", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "EAST"}
+	for _, subj := range []string{
+		"bcsync.jobs.contoso.location.~RUFTVA", // base64url("EAST"): the key is plain, so its token is EAST
+		"bcsync.jobs.contoso.location.~RUFTVB", // same bytes, non-zero padding bits
+		"bcsync.jobs.contoso.location.~RUFTVP",
+	} {
+		if err := j.CheckSubject(subj); !errors.Is(err, messages.ErrSubjectMismatch) && !errors.Is(err, messages.ErrBadSubject) {
+			t.Errorf("CheckSubject(%q) for key EAST (subject %s) = %v, want a mismatch", subj, j.Subject(), err)
+		}
+	}
+}
+
+// Data may be up to MaxDataBytes (README: "JSON object, at most 256 KiB"),
+// and Decode takes such a job; Encode (Publish, enqueue) HTML-escapes '<',
+// '>' and '&' six-fold and refuses the same job as too large.
+func TestEncodeTakesWhatDecodeTakes(t *testing.T) {
+	t.Parallel()
+	data := `{"description":"` + strings.Repeat("&", 100<<10) + `"}` // 100 KiB + 19 bytes
+	body := `{"v":1,"id":"j1","subscription":"contoso","type":"product","op":"upsert","key":"1000","data":` + data + `}`
+	j, err := messages.Decode([]byte(body))
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if _, err := j.Encode(); err != nil {
+		t.Errorf("a job Decode accepts (%d bytes, data %d bytes) does not encode: %v", len(body), len(j.Data), err)
+	}
+	if _, _, err := messages.NewMsg(*j); err != nil {
+		t.Errorf("NewMsg refuses it: %v", err)
+	}
+}

@@ -54,7 +54,7 @@ func ParseKeyToken(tok string) (string, error) {
 		return "", nil
 	}
 	if rest, ok := strings.CutPrefix(tok, encodedKeyMark); ok {
-		b, err := base64.RawURLEncoding.DecodeString(rest)
+		b, err := base64.RawURLEncoding.Strict().DecodeString(rest)
 		if err != nil || len(b) == 0 {
 			return "", fmt.Errorf("messages: %w: key token %q is not valid base64url", ErrBadSubject, tok)
 		}
@@ -146,7 +146,10 @@ func (j *Job) CheckSubject(subject string) error {
 	if err != nil {
 		return err
 	}
-	if p.Subscription != j.Subscription || p.Type != j.Type || p.Key != j.Key {
+	// The subject itself, not only its parts: a key has one token (a key
+	// spelt another way, such as "EAST" base64-encoded, would put one
+	// record's jobs on subjects that a filter on its subject misses).
+	if p.Subscription != j.Subscription || p.Type != j.Type || p.Key != j.Key || subject != j.Subject() {
 		return fmt.Errorf("messages: %w: subject %q, job wants %q", ErrSubjectMismatch, truncate(subject, 120), truncate(j.Subject(), 120))
 	}
 	return nil

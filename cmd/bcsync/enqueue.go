@@ -106,7 +106,7 @@ func newEnqueueCmd(g *globalFlags) *cobra.Command {
 	conn.flags(f)
 	f.StringVar(&job.Subscription, "subscription", "", "bcsync subscription name")
 	f.StringVar(&typ, "type", "", "customer_category, location, shipping_method, customer or product")
-	f.StringVar(&op, "op", string(messages.OpUpsert), "upsert, delete or initialize")
+	f.StringVar(&op, "op", string(messages.OpUpsert), "upsert, delete, initialize or delta")
 	// StringArray, not StringSlice: a BC code may hold a comma (MAIN,ST),
 	// and each --key is one job.
 	f.StringArrayVar(&keys, "key", nil, "BC id (GUID) or code, taken whole (commas included); repeat for several jobs")

@@ -182,7 +182,7 @@ func firstLines(s string, n int) string {
 
 // nats.url and --nats-url take comma-separated URLs (README,
 // Configuration). A connection error must not print the password of any of
-// them: broker.redactURL redacted the first URL only.
+// them: broker.RedactURL redacted the first URL only.
 func TestNATSPasswordOfEveryURLNotPrinted(t *testing.T) {
 	t.Parallel()
 	url := "nats://bcsync:FirstPassw0rd@127.0.0.1:1,nats://bcsync:SecondPassw0rd@127.0.0.1:2"
@@ -271,4 +271,43 @@ func TestCommandsConnectOverMutualTLS(t *testing.T) {
 	if code, out, errOut = runCmd(t, ctx, "", "dlq", "list", "--nats-url", url, "--tls-ca", f.CA); code == 0 {
 		t.Errorf("dlq list without a client certificate exited 0:\n%s\n%s", out, errOut)
 	}
+}
+
+// NATS_URL may carry a user and password (the nats CLI accepts it, and
+// enqueue's connection errors redact it). --help prints the flag's default,
+// which is taken from NATS_URL as is.
+func TestHelpDoesNotPrintNATSPasswordFromEnv(t *testing.T) {
+	t.Setenv("NATS_URL", "nats://bcsync:HelpPassw0rd@127.0.0.1:4222")
+	for _, args := range [][]string{{"enqueue", "--help"}, {"init", "--help"}, {"dlq", "list", "--help"}} {
+		code, out, errOut := runCmd(t, context.Background(), "", args...)
+		if code != 0 {
+			t.Fatalf("%v exited %d: %s", args, code, errOut)
+		}
+		if strings.Contains(out+errOut, "HelpPassw0rd") {
+			t.Errorf("bcsync %s printed the NATS password from NATS_URL:\n%s", strings.Join(args, " "), grepLine(out+errOut, "HelpPassw0rd"))
+		}
+	}
+}
+
+// README: op is upsert, delete, initialize or delta; enqueue --help lists
+// only the first three.
+func TestEnqueueHelpListsEveryOp(t *testing.T) {
+	t.Parallel()
+	code, out, errOut := runCmd(t, context.Background(), "", "enqueue", "--help")
+	if code != 0 {
+		t.Fatalf("exited %d: %s", code, errOut)
+	}
+	if line := grepLine(out, "--op"); !strings.Contains(line, "delta") {
+		t.Errorf("enqueue --help does not name the delta op:\n%s", line)
+	}
+}
+
+func grepLine(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

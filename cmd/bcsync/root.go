@@ -102,6 +102,8 @@ type natsConn struct{ url, creds, ca, cert, key string }
 
 func (c *natsConn) flags(f *pflag.FlagSet) {
 	f.StringVar(&c.url, "nats-url", envOr("NATS_URL", defaultNATSURL), "NATS server(s), comma-separated (env NATS_URL; default: a worker's embedded server)")
+	// --help shows the default, which NATS_URL may give with a password.
+	f.Lookup("nats-url").DefValue = broker.RedactURL(f.Lookup("nats-url").DefValue)
 	f.StringVar(&c.creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
 	// The nats CLI's variables, and the worker's nats.tls settings.
 	f.StringVar(&c.ca, "tls-ca", os.Getenv("NATS_CA"), "CA file that signed the NATS server's certificate (env NATS_CA)")
