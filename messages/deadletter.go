@@ -9,6 +9,20 @@ import (
 	"unicode/utf8"
 )
 
+// Header names bcsync sets on a copy of a job it requeues (a job held on
+// its last delivery): the story of the jobs it replaces, which its dead
+// letter tells, if it comes to one. A replay from the DLQ starts afresh
+// without them.
+const (
+	// HeaderFirstFailure: when the job first failed (RFC 3339).
+	HeaderFirstFailure = "Bcsync-First-Failure"
+	// HeaderDeliveries: the deliveries of the copies it replaces.
+	HeaderDeliveries = "Bcsync-Deliveries"
+	// HeaderFailures: how many of those failed by the job's own fault (not
+	// held): they count toward dead-lettering the copy too.
+	HeaderFailures = "Bcsync-Failures"
+)
+
 // Header names bcsync sets on dead-letter messages, so that they can be
 // filtered without decoding the body.
 const (

@@ -8,14 +8,13 @@ import (
 	"time"
 
 	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/messages"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
-// HeaderFirstFailure carries, on a requeued job, when the job it replaces
-// first failed (RFC 3339), so that its dead letter, if it comes to one,
-// tells when the trouble began.
-const HeaderFirstFailure = "Bcsync-First-Failure"
+// HeaderFirstFailure is messages.HeaderFirstFailure.
+const HeaderFirstFailure = messages.HeaderFirstFailure
 
 // failureTTL is how long a job's first failure time is kept: far longer
 // than a job's deliveries take to run out, even through an outage.
@@ -25,10 +24,8 @@ const failureTTL = 7 * 24 * time.Hour
 // NATS delays a failing job's settlement by little.
 const failureCallTimeout = 2 * time.Second
 
-// HeaderFailures carries, on a requeued job, how many of the deliveries of
-// the jobs it replaces failed by the job's own fault (not held): they
-// count toward dead-lettering the copy too.
-const HeaderFailures = "Bcsync-Failures"
+// HeaderFailures is messages.HeaderFailures.
+const HeaderFailures = messages.HeaderFailures
 
 // failureTimes keeps when each failing job first failed, and how many of
 // its deliveries were held (not its fault), in the records bucket under

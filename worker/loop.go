@@ -728,9 +728,8 @@ func (l *Loop) noteRequeued(ctx context.Context, job *messages.Job, seq uint64, 
 	}
 }
 
-// HeaderDeliveries counts, on a requeued job, the deliveries of the copies
-// it replaces.
-const HeaderDeliveries = "Bcsync-Deliveries"
+// HeaderDeliveries is messages.HeaderDeliveries.
+const HeaderDeliveries = messages.HeaderDeliveries
 
 // explain is the error text plus, when known, what the operator must do.
 func explain(err error) string {

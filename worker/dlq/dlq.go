@@ -198,8 +198,10 @@ func Get(ctx context.Context, js jetstream.JetStream, seq uint64) (Letter, error
 }
 
 // ReplayMsg builds the message Replay publishes: the original subject, body
-// and headers, without Nats-Msg-Id and Nats-Expected-* headers, with a new
-// Nats-Msg-Id (ReplayMsgID) and HeaderReplayOf.
+// and headers, without Nats-Msg-Id and Nats-Expected-* headers, and without
+// the failures a requeued copy carried (a replay starts afresh: its own
+// failures, deliveries and first failure), with a new Nats-Msg-Id
+// (ReplayMsgID) and HeaderReplayOf.
 func ReplayMsg(l Letter) (*nats.Msg, error) {
 	if l.DL == nil || l.DL.Subject == "" {
 		return nil, fmt.Errorf("dlq: seq %d: no original message to replay", l.Seq)
@@ -208,7 +210,8 @@ func ReplayMsg(l Letter) (*nats.Msg, error) {
 	msg.Data = l.DL.Body
 	for k, vs := range l.DL.OriginalHeaders() {
 		name := k
-		if strings.EqualFold(name, messages.HeaderMsgID) || strings.HasPrefix(strings.ToLower(name), "nats-expected-") || strings.EqualFold(name, HeaderReplayOf) {
+		if strings.EqualFold(name, messages.HeaderMsgID) || strings.HasPrefix(strings.ToLower(name), "nats-expected-") || strings.EqualFold(name, HeaderReplayOf) ||
+			strings.EqualFold(name, messages.HeaderFailures) || strings.EqualFold(name, messages.HeaderDeliveries) || strings.EqualFold(name, messages.HeaderFirstFailure) {
 			continue
 		}
 		for _, v := range vs {

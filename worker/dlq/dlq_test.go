@@ -272,3 +272,27 @@ func TestReplayAfterTheDLQWasMadeAnewKeepsTheLetter(t *testing.T) {
 		t.Errorf("replay returned %v, the job NORTH is not in %s (%v) and its letter is gone (%v): lost", replayErr, messages.StreamJobs, jobErr, letterErr)
 	}
 }
+
+// A replay starts afresh: a letter of a requeued copy carried its failures
+// so far (Bcsync-Failures), and replayed with them the job was
+// dead-lettered again at its first transient failure.
+func TestReplayStartsAfresh(t *testing.T) {
+	t.Parallel()
+	dl := &messages.DeadLetter{Subject: "bcsync.jobs.contoso.location.EAST", Body: []byte(`{}`)}
+	dl.SetHeaders(map[string][]string{
+		messages.HeaderFailures: {"9"}, messages.HeaderDeliveries: {"20"}, messages.HeaderFirstFailure: {"2026-11-01T00:00:00Z"},
+		"X-Upstream": {"kept"},
+	})
+	msg, err := dlq.ReplayMsg(dlq.Letter{Seq: 7, DL: dl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{messages.HeaderFailures, messages.HeaderDeliveries, messages.HeaderFirstFailure} {
+		if v := msg.Header.Get(h); v != "" {
+			t.Errorf("the replay carries %s: %q", h, v)
+		}
+	}
+	if msg.Header.Get("X-Upstream") != "kept" || msg.Header.Get(dlq.HeaderReplayOf) != "7" {
+		t.Errorf("headers %v: want the publisher's kept and %s set", msg.Header, dlq.HeaderReplayOf)
+	}
+}
