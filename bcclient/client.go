@@ -563,14 +563,21 @@ func list[T any](ctx context.Context, c *Client, first string, fn func([]T) erro
 		}
 		first = from
 	}
+	seen := map[string]bool{}
 	for next := first; next != ""; {
 		body, err := c.do(ctx, request{url: next, paged: true})
 		if err != nil {
 			return err
 		}
+		seen[next] = true
 		rows, link, err := decodePage[T](c, next, body)
 		if err != nil {
 			return err
+		}
+		if seen[link] {
+			// A cycle (page 1 -> 2 -> 1): read for ever, each page paid
+			// from the fleet's budget and handed to fn again.
+			return badResponse("@odata.nextLink leads back to a page already read: %s", link)
 		}
 		if err := fn(rows); err != nil {
 			return err

@@ -325,6 +325,9 @@ func entityReads(bc *bcclient.Client, priceGroupService string) []entityRead {
 		{"customers", "Customer", func(ctx context.Context) (int, error) {
 			return firstPage(func(fn func([]bcclient.Customer) error) error { return bc.ListCustomers(ctx, fn) })
 		}},
+		{"items", "Item", func(ctx context.Context) (int, error) {
+			return firstPage(func(fn func([]bcclient.Item) error) error { return bc.ListItems(ctx, fn) })
+		}},
 		{priceGroupService, "Customer Price Group", func(ctx context.Context) (int, error) {
 			return firstPage(func(fn func([]bcclient.CustomerPriceGroup) error) error { return bc.ListCustomerPriceGroups(ctx, fn) })
 		}},

@@ -193,12 +193,12 @@ func TestCheckHealthy(t *testing.T) {
 	}
 	want := []string{"✔ config: " + path + ": 2 subscription(s): a, b"}
 	for _, sub := range []string{"a", "b"} {
-		for _, check := range []string{"token", "company", "read locations", "read shipmentMethods", "read customers",
+		for _, check := range []string{"token", "company", "read locations", "read shipmentMethods", "read customers", "read items",
 			"read " + f.bc.PriceGroupService(), "ipaas key"} {
 			want = append(want, "✔ "+check+" for "+sub+": ")
 		}
 	}
-	want = append(want, "✔ nats: connected to ", "✔ stream BCSYNC_JOBS: ", "✔ stream BCSYNC_DLQ: ", "all 18 checks passed")
+	want = append(want, "✔ nats: connected to ", "✔ stream BCSYNC_JOBS: ", "✔ stream BCSYNC_DLQ: ", "all 20 checks passed")
 	for _, w := range want {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
@@ -214,7 +214,7 @@ func TestCheckHealthy(t *testing.T) {
 	f.assertNoSecrets(t, out+errOut)
 
 	code, out, errOut = runCmd(t, ctx, "", "check", "--config", path, "--subscription", "b")
-	if code != 0 || strings.Contains(out, " for a:") || !strings.Contains(out, "✔ company for b:") || !strings.Contains(out, "all 11 checks passed") {
+	if code != 0 || strings.Contains(out, " for a:") || !strings.Contains(out, "✔ company for b:") || !strings.Contains(out, "all 12 checks passed") {
 		t.Errorf("check --subscription b exited %d\n%s\n%s", code, out, errOut)
 	}
 	code, out, _ = runCmd(t, ctx, "", "check", "--config", path, "--subscription", "nope")
@@ -260,12 +260,12 @@ func TestCheckShowsEveryFailureWithItsFix(t *testing.T) {
 	}
 	// What works around the failures is still checked and shown.
 	for _, w := range []string{"✔ ipaas key for a:", "✔ ipaas key for b:", "✔ token for b:", "✔ company for c:",
-		"✔ read locations for c:", "✔ read " + f.bc.PriceGroupService() + " for c:", "✔ stream BCSYNC_DLQ:", "3 of 16 checks failed"} {
+		"✔ read locations for c:", "✔ read " + f.bc.PriceGroupService() + " for c:", "✔ stream BCSYNC_DLQ:", "3 of 17 checks failed"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
 	}
-	if !strings.Contains(errOut, "3 of 16 checks failed") {
+	if !strings.Contains(errOut, "3 of 17 checks failed") {
 		t.Errorf("stderr %q", errOut)
 	}
 	f.assertNoSecrets(t, out+errOut)
@@ -336,8 +336,8 @@ func TestCheckJSON(t *testing.T) {
 			passed++
 		}
 	}
-	if len(items) != 9 || passed != 6 {
-		t.Errorf("%d items, %d passed; want 9 and 6:\n%s", len(items), passed, out)
+	if len(items) != 10 || passed != 7 {
+		t.Errorf("%d items, %d passed; want 10 and 7:\n%s", len(items), passed, out)
 	}
 	f.assertNoSecrets(t, out+errOut)
 }
