@@ -174,8 +174,10 @@ type Worker struct {
 	// Concurrency is how many jobs one worker process handles at once for
 	// this subscription. Default 8, >= 1.
 	Concurrency int `yaml:"concurrency" json:"concurrency" default:"8"`
-	// MaxDeliver is how often a job is delivered before it is
-	// dead-lettered. Default 10, >= 2.
+	// MaxDeliver is how many failures of its own (deliveries held or handed
+	// back do not count) a job has before it is dead-lettered, and how
+	// many deliveries JetStream makes before the job is requeued as a copy.
+	// Default 10, >= 2.
 	MaxDeliver int `yaml:"max_deliver" json:"max_deliver" default:"10"`
 	// AckWait is how long a delivered job may run before it is redelivered.
 	// Default 60s, >= 5s.

@@ -28,9 +28,10 @@ const defaultGrace = 25 * time.Second
 const natsDrain = 10 * time.Second
 
 // shutdownSteps is the rest of a worker's worst shutdown besides --grace
-// and the drain: the pull in flight (2s), the record locks' release (5s)
-// and the admin server's shutdown (2s).
-const shutdownSteps = 9 * time.Second
+// and the drain: the pull in flight (2s), handing back a job on its last
+// delivery as a copy (17s), the record locks' release (5s), the throttle
+// leases' (5s) and the admin server's shutdown (2s).
+const shutdownSteps = 31 * time.Second
 
 func readFile(t *testing.T, rel string) []byte {
 	t.Helper()

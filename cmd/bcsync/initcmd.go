@@ -46,11 +46,11 @@ func newInitCmd(g *globalFlags) *cobra.Command {
 upsert job per record, with the record as its snapshot, checkpointing after
 each page (a worker that dies is resumed by another at its checkpoint).
 "all" initializes customer categories, locations and shipping methods, in
-that order, each once the one before is done (customers and products, one
-by one, after them).
+that order, each once the one before is done; customers and products are
+not part of it: run "init customer" and "init product" after it.
 
 Follows the progress (pages read, jobs enqueued, dead letters) until every
-job it enqueued is settled, whatever else the subscription's queue holds,
+job it enqueued is settled (and jobs of the same type published meanwhile),
 and exits non-zero if anything was dead-lettered, at once if the initialize
 job itself was, or if a BC record could not travel as a job (it names them). --no-wait returns once the job is queued; it does not go
 with "all", which waits for each type before the next: run the types one
