@@ -138,6 +138,8 @@ type Fleet struct {
 	pausedUntil atomic.Int64 // unix nanoseconds, cached from the bucket
 	clockWarned atomic.Int64 // unix nanoseconds of the last clock warning
 	watchOnce   sync.Once
+	watchReady  chan struct{} // closed once a watch delivered the bucket's values
+	readyOnce   sync.Once
 	watching    atomic.Bool   // the watch is set up
 	watchKick   chan struct{} // an Acquire found the watch down
 	watchMu     sync.Mutex
@@ -197,7 +199,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 		return nil, fmt.Errorf("throttle: %w", errors.Join(errs...))
 	}
 	f := &Fleet{cfg: cfg, slot: cfg.Window / time.Duration(cfg.Slots), window: cfg.Slots + cfg.Slots/50 + 1,
-		rateKey: "rate." + cfg.Name, pauseKey: "pause." + cfg.Name, turn: make(chan struct{}, 1), watchKick: make(chan struct{}, 1)}
+		rateKey: "rate." + cfg.Name, pauseKey: "pause." + cfg.Name, turn: make(chan struct{}, 1), watchKick: make(chan struct{}, 1), watchReady: make(chan struct{})}
 	if f.slot <= 0 {
 		f.slot = time.Millisecond
 	}
@@ -253,6 +255,7 @@ func (f *Fleet) Close() {
 // calling it again does nothing.
 func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
 	f.watch()
+	f.awaitWatch(ctx)
 	start := time.Now()
 	defer func() { f.cfg.Stats.Waited.Add(int64(time.Since(start))) }()
 	release, err = f.acquire(ctx)
@@ -277,8 +280,39 @@ func (f *Fleet) acquire(ctx context.Context) (release func(), err error) {
 		release()
 		return nil, err
 	}
+	if time.Now().UnixNano() < f.pausedUntil.Load() {
+		// A pause began while this waited for the budget (which can take a
+		// window): the permit stays counted and unused (Stale), and the
+		// request waits the pause out, without its lease, and asks again.
+		f.cfg.Stats.Stale.Add(1)
+		release()
+		return f.acquire(ctx)
+	}
 	f.cfg.Stats.Granted.Add(1)
 	return release, nil
+}
+
+// firstWatchWait bounds how long an Acquire waits for the first watch of
+// the bucket to deliver the pause it holds (a process starting during the
+// fleet's pause): a NATS that cannot set the watch up costs no more.
+const firstWatchWait = 2 * time.Second
+
+// awaitWatch waits, until the first watch delivered the bucket's values or
+// for firstWatchWait at most, so that a process's first requests honour a
+// pause already stored.
+func (f *Fleet) awaitWatch(ctx context.Context) {
+	select {
+	case <-f.watchReady:
+		return
+	default:
+	}
+	t := time.NewTimer(firstWatchWait)
+	defer t.Stop()
+	select {
+	case <-f.watchReady:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // grant takes one request from the sliding-window budget, waiting until the
@@ -603,6 +637,12 @@ func (f *Fleet) watchLoop() {
 func (f *Fleet) follow(setup time.Duration) bool {
 	ctx, cancel := context.WithCancel(f.life) // the watch lives as long as ctx
 	defer cancel()
+	// A watch of a bucket lost and made again (a NATS restart, another
+	// process's Recreate) may stay open and hear nothing: it is set up
+	// anew every watchRefresh, which bounds how long a pause can go
+	// unheard.
+	refresh := time.AfterFunc(watchRefresh+jitter(watchRefresh/4), cancel)
+	defer refresh.Stop()
 	f.watchMu.Lock()
 	f.watchStop = cancel
 	f.watchMu.Unlock()
@@ -626,6 +666,7 @@ func (f *Fleet) follow(setup time.Duration) bool {
 			}
 			if e == nil {
 				live = true
+				f.readyOnce.Do(func() { close(f.watchReady) })
 				continue
 			}
 			if e.Operation() != jetstream.KeyValuePut {
@@ -644,6 +685,11 @@ func (f *Fleet) follow(setup time.Duration) bool {
 		}
 	}
 }
+
+// watchRefresh is about how long one watch of the bucket is kept before it
+// is set up again (see follow): one consumer made per process and budget
+// every 8-10 s.
+const watchRefresh = 8 * time.Second
 
 // recreate makes the bucket again with cfg.Recreate if err says that it is
 // gone, at most once a second, and then sets the watch up again (the old

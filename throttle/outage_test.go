@@ -184,3 +184,78 @@ func TestBudgetWorksAfterNATSRestarts(t *testing.T) {
 		return err != nil // waited for the pause
 	})
 }
+
+// Two workers, each wired as worker.Shared does (a memory bucket, Recreate
+// with EnsureKV CreateOnly). NATS restarts and loses the bucket; worker A's
+// next Acquire makes it again. Worker B's next Acquire then succeeds (the
+// bucket is back), so B never calls Recreate and never sets its watch up
+// again: its ordered consumer resumes at the lost stream's sequence, and
+// B misses the fleet's pauses on the new bucket.
+func TestPauseReachesTheWorkerThatDidNotRecreate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := startRestartable(t)
+	worker := func(name string) *throttle.Fleet {
+		b, err := broker.Connect(ctx, broker.Options{URL: r.srv.ClientURL(), Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Close)
+		kvs, err := broker.EnsureKV(ctx, b.JS, broker.KVOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := throttle.NewFleet(throttle.FleetConfig{Name: "bc-app", Requests: 100000, Window: time.Second, MaxConcurrency: 5,
+			KV: kvs[broker.BucketThrottle],
+			Recreate: func(ctx context.Context) error {
+				_, err := broker.EnsureKV(ctx, b.JS, broker.KVOptions{CreateOnly: true})
+				return err
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(f.Close)
+		waitFor(t, 10*time.Second, name+" to connect", b.NC.IsConnected)
+		return f
+	}
+	a, bw := worker("a"), worker("b")
+	acquire := func(f *throttle.Fleet, d time.Duration) error {
+		actx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		rel, err := f.Acquire(actx)
+		if err == nil {
+			rel()
+		}
+		return err
+	}
+	// Some traffic, then a short pause that B sees: B's watch is past a
+	// stream sequence of a few hundred.
+	for range 200 {
+		if err := acquire(a, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := acquire(bw, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Throttled(200 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+
+	r.stop()
+	r.start() // the memory bucket is gone
+	// A meets the missing bucket first and makes it again.
+	waitFor(t, 30*time.Second, "worker a's requests to go through again", func() bool { return acquire(a, 3*time.Second) == nil })
+	// B's next request goes through: the bucket is there.
+	waitFor(t, 30*time.Second, "worker b's requests to go through again", func() bool { return acquire(bw, 3*time.Second) == nil })
+	time.Sleep(12 * time.Second) // ample time for B's watch to notice the restart
+
+	a.Throttled(3 * time.Second) // a 429 with Retry-After: 3 at worker A
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	if err := acquire(bw, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("after a NATS restart that A's Recreate repaired, worker B went on after %v during the fleet's 3s pause", took.Round(time.Millisecond))
+	}
+}

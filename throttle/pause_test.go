@@ -11,6 +11,7 @@ import (
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/throttle"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A fleet-wide pause longer than LeaseTTL (BC's Retry-After is up to the
@@ -86,5 +87,71 @@ func TestPauseFromAnOlderWorker(t *testing.T) {
 	r()
 	if took := time.Since(start); took < time.Second || took > 5*time.Second {
 		t.Errorf("an older worker's 2s pause held this worker %v", took.Round(time.Millisecond))
+	}
+}
+
+// slowWatchKV sets its watches up in 50ms, as a consumer's creation takes
+// on a loaded or clustered NATS (it goes through the meta leader), while a
+// KV read or write takes a millisecond.
+type slowWatchKV struct{ jetstream.KeyValue }
+
+func (k slowWatchKV) WatchFiltered(ctx context.Context, keys []string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	time.Sleep(50 * time.Millisecond)
+	return k.KeyValue.WatchFiltered(ctx, keys, opts...)
+}
+
+// A worker that starts (or makes its first BC request) while the fleet is
+// paused must wait out the pause: its first Acquire starts the watch in the
+// background and goes on without waiting for the pause the bucket holds.
+func TestFirstAcquireHonoursAStoredPause(t *testing.T) {
+	t.Parallel()
+	fs := fleetsWith(t, 2, throttle.FleetConfig{Name: "bc-app", Requests: 1000, Window: time.Second, MaxConcurrency: 5},
+		func(kv jetstream.KeyValue) jetstream.KeyValue { return slowWatchKV{kv} })
+	fs[0].Throttled(3 * time.Second) // a 429, Retry-After: 3, at a running worker
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	rel, err := fs[1].Acquire(context.Background()) // a worker just started
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel()
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("a new worker's first request went out after %v, during the fleet's 3s pause", took.Round(time.Millisecond))
+	}
+}
+
+// A pause that begins while a request waits for the budget (up to a
+// window) is waited out before the request goes: the permit was once
+// handed out in the middle of the fleet's pause.
+// A request that waits for the budget when another worker's 429 pauses the
+// fleet must wait out that pause too: Acquire checks the pause before the
+// lease and after it, but not after the budget's wait, and so hands out a
+// permit in the middle of the fleet's pause.
+func TestPauseThatBeginsDuringTheBudgetWait(t *testing.T) {
+	t.Parallel()
+	fs := fleets(t, 2, throttle.FleetConfig{Name: "bc-app", Requests: 3, Window: 2 * time.Second, MaxConcurrency: 5})
+	ctx := context.Background()
+	for _, f := range []*throttle.Fleet{fs[1], fs[0], fs[0]} { // the budget's 3 requests; starts both watches
+		rel, err := f.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel()
+	}
+	done := make(chan time.Time, 1)
+	go func() { // waits about 2s for the budget
+		rel, err := fs[0].Acquire(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		rel()
+		done <- time.Now()
+	}()
+	time.Sleep(500 * time.Millisecond)
+	fs[1].Throttled(5 * time.Second) // another worker's 429, Retry-After: 5
+	pauseEnd := time.Now().Add(5 * time.Second)
+	got := <-done
+	if early := pauseEnd.Sub(got); early > 500*time.Millisecond {
+		t.Errorf("a permit was handed out %v before the end of the fleet's 5s pause", early.Round(time.Millisecond))
 	}
 }

@@ -16,7 +16,9 @@ import (
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/tokencache"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/oauth2"
 )
 
 // With NATS down and a token that is due for refresh but still valid for
@@ -170,5 +172,62 @@ func TestEntraIsAskedAgainAfterRetryAfter(t *testing.T) {
 	}
 	if tok != "tok-2" || calls.Load() != 2 {
 		t.Errorf("after Retry-After: token %q, %d token requests; want tok-2 from the second request", tok, calls.Load())
+	}
+}
+
+// After a fallback, the bucket is probed briefly; the 5 s bound once cut
+// short the token request itself too, so a slow Entra gave no token.
+// downKV is a bucket whose reads fail while down is set, as with NATS
+// unreachable.
+type probeDownKV struct {
+	jetstream.KeyValue
+	down atomic.Bool
+}
+
+func (k *probeDownKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if k.down.Load() {
+		return nil, errors.New("nats: timeout (NATS unreachable)")
+	}
+	return k.KeyValue.Get(ctx, key)
+}
+
+// After a fallback, the 5s bound meant for the bucket's probe also bounds
+// the refresh the probe leads to: once NATS is back, the worker that takes
+// the refresh lock asks Entra with what is left of 5s, and every Token call
+// fails while Entra takes longer than that, although Wait+LockTTL (60s
+// here) allows it.
+func TestProbeBoundDoesNotCutEntraShort(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	fetch := func(ctx context.Context) (*oauth2.Token, error) {
+		i := n.Add(1)
+		if i > 1 { // Entra answers in 6s, as it does under load
+			select {
+			case <-time.After(6 * time.Second):
+			case <-ctx.Done():
+				return nil, fmt.Errorf("token request: %w", ctx.Err())
+			}
+		}
+		return &oauth2.Token{AccessToken: fmt.Sprintf("tok-%d", i), TokenType: "Bearer", Expiry: time.Now().Add(7 * time.Second)}, nil
+	}
+	b := brokertest.New(t)
+	kv := &probeDownKV{KeyValue: brokertest.KV(t, b, broker.BucketTokens)}
+	s, err := tokencache.New(tokencache.Config{KV: kv, Identity: testID, Secret: "secret-1", Fetch: fetch,
+		LockTTL: 30 * time.Second, Wait: 30 * time.Second, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv.down.Store(true)
+	if _, err := s.Token(); err != nil { // falls back to its own token
+		t.Fatal(err)
+	}
+	kv.down.Store(false)                // NATS is back
+	time.Sleep(2100 * time.Millisecond) // the local token is due (expiry less 5s)
+	start := time.Now()
+	tok, err := s.Token()
+	if err != nil {
+		t.Errorf("Token after NATS came back, with Entra answering in 6s: %v after %v", err, time.Since(start).Round(time.Millisecond))
+	} else {
+		t.Logf("token %s after %v", tok.AccessToken, time.Since(start).Round(time.Millisecond))
 	}
 }

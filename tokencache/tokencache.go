@@ -233,14 +233,24 @@ func (s *Source) Token() (*oauth2.Token, error) {
 		e.RetryAfter = s.retryAt.Sub(now)
 		return nil, &e
 	}
-	timeout := s.cfg.Wait + s.cfg.LockTTL
+	var err error
 	if s.fellBack {
-		// Trying the bucket again: hold this process's callers briefly.
-		timeout = min(timeout, fallbackProbe)
+		// Trying the bucket again: one read, bounded, holds this process's
+		// callers briefly. Only once it answers does the sequence run with
+		// its usual time, which a slow Entra, or a wait for another
+		// worker's refresh, may need.
+		pctx, pcancel := context.WithTimeout(context.Background(), fallbackProbe)
+		if _, perr := s.cfg.KV.Get(pctx, s.key); perr != nil && !errors.Is(perr, jetstream.ErrKeyNotFound) {
+			err = perr
+		}
+		pcancel()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tok, err := s.shared(ctx)
+	var tok *oauth2.Token
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Wait+s.cfg.LockTTL)
+		defer cancel()
+		tok, err = s.shared(ctx)
+	}
 	var fe *fetchError
 	if errors.As(err, &fe) {
 		return nil, fe.err // Entra's answer, as it is
