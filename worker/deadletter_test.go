@@ -9,6 +9,7 @@ import (
 
 	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/broker"
+	"github.com/bcsync/bcsync/broker/brokertest"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
 	"github.com/bcsync/bcsync/worker/dlq"
@@ -193,5 +194,61 @@ func TestRequeueAfterTheJobStreamWasMadeAnewLosesNoJob(t *testing.T) {
 	if bCalls.Load() < 3 {
 		t.Errorf("job B was requeued on its last delivery but its copy never ran (B ran %d times; jobs stream holds %d, DLQ %d): lost",
 			bCalls.Load(), e.streamMsgs(t, messages.StreamJobs), e.streamMsgs(t, messages.StreamDLQ))
+	}
+}
+
+// BCSYNC_JOBS made anew while a job was held: its fail.<seq> entry (with its
+// held count) stays in bcsync_records, and the next job stored at that
+// sequence once inherited it: its own failures were taken for held
+// deliveries, and its letter named the other job's first failure. The
+// entry now names the job's stored time.
+func TestStaleFailuresOfAnotherJobAtTheSameSequence(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newLoopEnv(t, 10) // A's consumer: room for many held deliveries
+	failures := brokertest.KV(t, e.b, broker.BucketRecords)
+	throttled := &bcclient.APIError{Status: 429, Code: "Application_TooManyRequests", Message: "slow down"}
+	blip := &bcclient.APIError{Status: 503, Code: "Internal_ServiceUnavailable", Message: "blip"}
+
+	// Job A, at sequence 1, held (throttled) at least 5 times.
+	if _, _, err := messages.Publish(ctx, e.b.JS, messages.Job{ID: "a", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	statsA := &worker.Stats{}
+	stop := e.run(t, worker.LoopConfig{MaxDeliver: 10, Stats: statsA, Failures: failures,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { return throttled })})
+	waitFor(t, 10*time.Second, "A held 5 times", func() bool { return statsA.Held.Load() >= 5 })
+	stop()
+
+	// An operator makes BCSYNC_JOBS anew (as TestDeadLetterOfAJobAfterTheJobStreamWasMadeAnew does).
+	if err := e.b.JS.DeleteStream(ctx, messages.StreamJobs); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.EnsureStreams(ctx, e.b.JS, broker.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := broker.EnsureConsumer(ctx, e.b.JS, broker.ConsumerOptions{Subscription: "contoso", MaxDeliver: 3, AckWait: 5 * time.Second, MaxAckPending: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cons = cons
+
+	// Job B, unrelated, lands at sequence 1 and fails by its own fault every time.
+	published := time.Now()
+	if _, _, err := messages.Publish(ctx, e.b.JS, messages.Job{ID: "b", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: "B"}); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	stats := &worker.Stats{}
+	e.run(t, worker.LoopConfig{MaxDeliver: 3, Stats: stats, Failures: failures,
+		Handler: worker.HandlerFunc(func(context.Context, *messages.Job) error { calls.Add(1); return blip })})
+	waitFor(t, 20*time.Second, "B dead-lettered", func() bool { return stats.DeadLettered.Load() == 1 })
+	dl := readDLQ(t, e.b.JS, 1)[0]
+	if n := calls.Load(); n != 3 || stats.Requeued.Load() != 0 {
+		t.Errorf("B failed %d times by its own fault (max_deliver 3) and was requeued %d time(s) before its dead letter (%q); want 3 failures, no requeue",
+			n, stats.Requeued.Load(), dl.Reason)
+	}
+	if dl.FirstFailure.Before(published) {
+		t.Errorf("B's letter says it first failed at %v, before B was published (%v): that is job A's first failure", dl.FirstFailure, published)
 	}
 }

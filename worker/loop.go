@@ -373,7 +373,7 @@ func (l *Loop) process(ctx context.Context, msg jetstream.Msg) {
 		l.cfg.Metrics.job(l.cfg.Subscription, job.Type, "returned", 0)
 		if attempt < l.cfg.MaxDeliver {
 			// Counted as held: returned, it was not the job's fault.
-			l.failures.held(ctx, md.Sequence.Stream)
+			l.failures.held(ctx, md.Sequence.Stream, md.Timestamp)
 			_ = msg.Nak()
 			log.Info().Msg("job returned to the queue on shutdown")
 			return
@@ -403,7 +403,7 @@ func (l *Loop) ownFailures(ctx context.Context, msg jetstream.Msg, md *jetstream
 	prior, _ := strconv.Atoi(msg.Headers().Get(HeaderFailures))
 	held := 0
 	if md.NumDelivered > 1 {
-		held = l.failures.heldCount(ctx, md.Sequence.Stream)
+		held = l.failures.heldCount(ctx, md.Sequence.Stream, md.Timestamp)
 	}
 	return max(prior, 0) + max(int(md.NumDelivered)-held, 1)
 }
@@ -595,10 +595,10 @@ func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgM
 		case action == ActionHold:
 			// Counted, so that this delivery, which JetStream counts,
 			// does not count toward dead-lettering.
-			l.failures.held(ctx, md.Sequence.Stream)
+			l.failures.held(ctx, md.Sequence.Stream, md.Timestamp)
 		case msg.Headers().Get(HeaderFirstFailure) == "":
 			// A create: kept only if no failure of the job was recorded.
-			l.failures.failed(ctx, md.Sequence.Stream, time.Now())
+			l.failures.failed(ctx, md.Sequence.Stream, md.Timestamp, time.Now())
 		}
 		ra, _ := RetryAfter(err)
 		delay := l.cfg.Backoff.Delay(attempt, ra)
@@ -760,7 +760,7 @@ func firstFailure(ctx context.Context, f failureTimes, h nats.Header, seq, deliv
 	if t, err := time.Parse(time.RFC3339Nano, h.Get(HeaderFirstFailure)); err == nil {
 		return t.UTC()
 	}
-	if t, ok := f.first(ctx, seq); ok {
+	if t, ok := f.first(ctx, seq, stored); ok {
 		return t.UTC()
 	}
 	if deliveries <= 1 {
