@@ -211,18 +211,14 @@ func RedactURL(u string) string {
 
 // redactOneURL redacts one URL, with or without a scheme (NATS adds
 // nats:// to "user:pass@host:4222"). The user information ends at the last
-// '@' before any query or fragment: a password holding '/' or '@' is hidden
-// whole (NATS URLs have no path to keep).
+// '@': a password holding '/', '@', '?' or '#' is hidden whole (NATS URLs
+// have no path, query or fragment to keep).
 func redactOneURL(u string) string {
 	prefix, rest := "", u
 	if i := strings.Index(u, "://"); i >= 0 {
 		prefix, rest = u[:i+3], u[i+3:]
 	}
-	userinfo := rest
-	if i := strings.IndexAny(userinfo, "?#"); i >= 0 {
-		userinfo = userinfo[:i]
-	}
-	at := strings.LastIndex(userinfo, "@")
+	at := strings.LastIndex(rest, "@")
 	if at < 0 {
 		return u
 	}

@@ -201,8 +201,9 @@ func TestComposeWorkers(t *testing.T) {
 			t.Errorf("%s: --admin-listen %s: want a port of its own, published by %s", name, admin, simName)
 		}
 		admins[ap] = true
-		if d, err := time.ParseDuration(s.StopGracePeriod); err != nil || d <= defaultGrace {
-			t.Errorf("%s: stop_grace_period %q: want more than --grace (%s)", name, s.StopGracePeriod, defaultGrace)
+		if d, err := time.ParseDuration(s.StopGracePeriod); err != nil || d <= defaultGrace+natsDrain+shutdownSteps {
+			t.Errorf("%s: stop_grace_period %q: want more than a worker's worst shutdown, %s (--grace %s, the NATS drain %s, the other steps %s)",
+				name, s.StopGracePeriod, defaultGrace+natsDrain+shutdownSteps, defaultGrace, natsDrain, shutdownSteps)
 		}
 
 		// The configuration: a file of the repository, mounted read-only.

@@ -216,7 +216,9 @@ func (b *Bulk) Handle(ctx context.Context, job *messages.Job) error {
 		// Every delivery would fail the same way: start over (the jobs
 		// published again are deduplicated, or rewrite the same state).
 		log.Warn().Err(err).Msg("the bulk job's checkpoint cannot be resumed (api_url changed?): starting over from the first page")
-		p.Next = ""
+		// The pages read again are counted again: from zero. (LastSeq and
+		// Newest only grow: the jobs published before may still be queued.)
+		p.Next, p.Pages, p.Enqueued, p.Skipped, p.SkippedKeys = "", 0, 0, 0, nil
 		err = b.list(ctx, job.Type, p.Since, page, opts[:1])
 	}
 	if err != nil {

@@ -3,14 +3,19 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/bcsync/bcsync/bcclient"
 	"github.com/bcsync/bcsync/bcclient/bctest"
 	"github.com/bcsync/bcsync/broker"
 	"github.com/bcsync/bcsync/messages"
 	"github.com/bcsync/bcsync/worker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -197,5 +202,87 @@ func TestBulkStartsOverFromACheckpointItCannotResume(t *testing.T) {
 				t.Errorf("published %v, want every location %v", keys, want)
 			}
 		})
+	}
+}
+
+// failAfterPage1 refuses (transiently) every job but those of page 1, as a
+// worker that dies after checkpointing page 1.
+type failAfterPage1 struct {
+	messages.Publisher
+	page1 map[string]bool
+	on    bool
+}
+
+func (f *failAfterPage1) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if job, err := messages.Decode(msg.Data); err == nil && f.on && !f.page1[job.Key] {
+		return nil, errors.New("worker killed")
+	}
+	return f.Publisher.PublishMsg(ctx, msg, opts...)
+}
+
+// A bulk job whose checkpoint cannot be resumed (api_url changed) starts over
+// from the first page; the pages it had read are read again, so their
+// skipped records (and enqueued jobs) must not be counted twice: bcsync init
+// prints Progress.Skipped/SkippedKeys as "N BC records skipped".
+func TestBulkStartOverDoesNotCountSkippedRecordsTwice(t *testing.T) {
+	t.Parallel()
+	r := newDeltaRig(t, 6, 2)
+	ctx := context.Background()
+	// Page 1's records.
+	var page1 []string
+	errStop := errors.New("stop")
+	_ = r.bulk.BC.ListLocations(ctx, func(ls []bcclient.Location) error {
+		for _, l := range ls {
+			page1 = append(page1, l.Code)
+		}
+		return errStop
+	})
+	if len(page1) != 2 {
+		t.Fatalf("page 1 = %v", page1)
+	}
+	// One record of page 1 cannot travel as a job (snapshot too large).
+	if !r.bc.UpdateLocation(page1[0], func(f map[string]any) { f["displayName"] = strings.Repeat("x", messages.MaxDataBytes) }) {
+		t.Fatal("no such location")
+	}
+	fail := &failAfterPage1{Publisher: r.bulk.JS, page1: map[string]bool{page1[0]: true, page1[1]: true}, on: true}
+	r.bulk.JS = fail
+	job := &messages.Job{ID: "init-skip", Subscription: "contoso", Type: messages.TypeLocation, Op: messages.OpInitialize}
+	if err := r.bulk.Handle(ctx, job); err == nil {
+		t.Fatal("the first delivery did not stop after page 1")
+	}
+	// The worker dies; api_url changes before the job is redelivered: the
+	// checkpoint's next link is on another host now.
+	key := worker.ProgressKey("contoso", job.ID)
+	e, err := r.bulk.Progress.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p worker.Progress
+	if err := json.Unmarshal(e.Value(), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Pages != 1 || p.Skipped != 1 {
+		t.Fatalf("checkpoint after page 1: %+v", p)
+	}
+	p.Next = strings.Replace(p.Next, "http://127.0.0.1", "http://127.0.0.2", 1)
+	v, _ := json.Marshal(p)
+	if _, err := r.bulk.Progress.Put(ctx, key, v); err != nil {
+		t.Fatal(err)
+	}
+	fail.on = false
+	if err := r.bulk.Handle(ctx, job); err != nil {
+		t.Fatalf("second delivery: %v", err)
+	}
+	e, err = r.bulk.Progress.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = worker.Progress{}
+	_ = json.Unmarshal(e.Value(), &p)
+	if p.Skipped != 1 || len(p.SkippedKeys) != 1 {
+		t.Errorf("BC has 1 record that cannot travel as a job; the progress reports skipped=%d, skipped_keys=%q", p.Skipped, p.SkippedKeys)
+	}
+	if p.Enqueued != 5 {
+		t.Errorf("BC has 5 locations that travel as jobs; the progress reports enqueued=%d (pages=%d)", p.Enqueued, p.Pages)
 	}
 }

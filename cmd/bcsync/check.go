@@ -644,7 +644,8 @@ func (ck *checker) nats(ctx context.Context, cfg *config.Config) []checkResult {
 	}
 	defer b.Close()
 	results := []checkResult{pass("", "nats", "connected to "+b.NC.ConnectedUrlRedacted())}
-	for _, want := range []jetstream.StreamConfig{broker.JobsStreamConfig(broker.StreamOptions{}), broker.DLQStreamConfig(broker.StreamOptions{})} {
+	for _, want := range []jetstream.StreamConfig{broker.JobsStreamConfig(broker.StreamOptions{}), broker.DLQStreamConfig(broker.StreamOptions{}),
+		broker.AdvisoriesStreamConfig(broker.StreamOptions{})} {
 		name := want.Name
 		check := "stream " + name
 		var (
@@ -657,7 +658,10 @@ func (ck *checker) nats(ctx context.Context, cfg *config.Config) []checkResult {
 			// The settings a stream can never change: a worker refuses to
 			// start on a stream made otherwise (by hand, say).
 			have := s.CachedInfo().Config
-			if have.Retention != want.Retention || have.Storage != want.Storage {
+			// (A change of retention to or from a work queue, or of storage;
+			// limits and interest convert into each other.)
+			workQueue := jetstream.WorkQueuePolicy
+			if (have.Retention == workQueue) != (want.Retention == workQueue) || have.Storage != want.Storage {
 				results = append(results, fail("", check,
 					fmt.Sprintf("stream %s has %s retention and %s storage; bcsync needs %s and %s, which a stream cannot be changed to: workers refuse to start", name,
 						strings.ToLower(have.Retention.String()), strings.ToLower(have.Storage.String()), strings.ToLower(want.Retention.String()), strings.ToLower(want.Storage.String())),

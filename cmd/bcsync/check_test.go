@@ -198,7 +198,7 @@ func TestCheckHealthy(t *testing.T) {
 			want = append(want, "✔ "+check+" for "+sub+": ")
 		}
 	}
-	want = append(want, "✔ nats: connected to ", "✔ stream BCSYNC_JOBS: ", "✔ stream BCSYNC_DLQ: ", "all 20 checks passed")
+	want = append(want, "✔ nats: connected to ", "✔ stream BCSYNC_JOBS: ", "✔ stream BCSYNC_DLQ: ", "✔ stream BCSYNC_ADVISORIES: ", "all 21 checks passed")
 	for _, w := range want {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
@@ -214,7 +214,7 @@ func TestCheckHealthy(t *testing.T) {
 	f.assertNoSecrets(t, out+errOut)
 
 	code, out, errOut = runCmd(t, ctx, "", "check", "--config", path, "--subscription", "b")
-	if code != 0 || strings.Contains(out, " for a:") || !strings.Contains(out, "✔ company for b:") || !strings.Contains(out, "all 12 checks passed") {
+	if code != 0 || strings.Contains(out, " for a:") || !strings.Contains(out, "✔ company for b:") || !strings.Contains(out, "all 13 checks passed") {
 		t.Errorf("check --subscription b exited %d\n%s\n%s", code, out, errOut)
 	}
 	code, out, _ = runCmd(t, ctx, "", "check", "--config", path, "--subscription", "nope")
@@ -260,12 +260,12 @@ func TestCheckShowsEveryFailureWithItsFix(t *testing.T) {
 	}
 	// What works around the failures is still checked and shown.
 	for _, w := range []string{"✔ ipaas key for a:", "✔ ipaas key for b:", "✔ token for b:", "✔ company for c:",
-		"✔ read locations for c:", "✔ read " + f.bc.PriceGroupService() + " for c:", "✔ stream BCSYNC_DLQ:", "3 of 17 checks failed"} {
+		"✔ read locations for c:", "✔ read " + f.bc.PriceGroupService() + " for c:", "✔ stream BCSYNC_DLQ:", "3 of 18 checks failed"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
 	}
-	if !strings.Contains(errOut, "3 of 17 checks failed") {
+	if !strings.Contains(errOut, "3 of 18 checks failed") {
 		t.Errorf("stderr %q", errOut)
 	}
 	f.assertNoSecrets(t, out+errOut)
@@ -357,8 +357,8 @@ func TestCheckMissingStreams(t *testing.T) {
 		t.Errorf("check exited 0 without streams")
 	}
 	failed := checkLines(out, "✘")
-	if len(failed) != 2 {
-		t.Fatalf("failed items %q, want the two streams:\n%s", failed, out)
+	if len(failed) != 3 {
+		t.Fatalf("failed items %q, want the three streams:\n%s", failed, out)
 	}
 	for i, stream := range []string{"BCSYNC_JOBS", "BCSYNC_DLQ"} {
 		want := "✘ stream " + stream + ": stream " + stream + " does not exist — fix: start a worker once (it creates the streams), or create them with deploy/streams/*.json"
@@ -496,12 +496,75 @@ func TestCheckNamesJetStreamWhenNATSHasNone(t *testing.T) {
 	path := f.config(t, srv.ClientURL(), checkSub{name: "s"})
 	code, out, _ := runCmd(t, checkCtx(t), "", "check", "--config", path)
 	failed := checkLines(out, "✘ stream")
-	if code == 0 || len(failed) != 2 {
+	if code == 0 || len(failed) != 3 {
 		t.Fatalf("check exited %d with failed stream items %q:\n%s", code, failed, out)
 	}
 	for _, l := range failed {
 		if !strings.Contains(l, "enable JetStream") {
 			t.Errorf("item %q: want the fix to enable JetStream on the NATS servers", l)
 		}
+	}
+}
+
+// A BCSYNC_DLQ with interest retention (made by hand) is one a worker
+// updates to limits (nats-server allows limits <-> interest): workers start.
+// check must not fail it, claiming workers refuse to start, and tell the
+// operator to delete the dead-letter stream.
+func TestCheckPassesADLQStreamAWorkerCanUpdate(t *testing.T) {
+	t.Parallel()
+	f := newCheckFakes(t)
+	b, err := broker.Connect(context.Background(), broker.Options{DataDir: t.TempDir(), Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx := context.Background()
+	if _, err := b.JS.CreateStream(ctx, broker.JobsStreamConfig(broker.StreamOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	dlq := broker.DLQStreamConfig(broker.StreamOptions{})
+	dlq.Retention = jetstream.InterestPolicy
+	if _, err := b.JS.CreateStream(ctx, dlq); err != nil {
+		t.Fatal(err)
+	}
+	path := f.config(t, b.ClientURL(), checkSub{name: "s"})
+	code, out, _ := runCmd(t, checkCtx(t), "", "check", "--config", path)
+	if failed := checkLines(out, "✘ stream BCSYNC_DLQ"); len(failed) > 0 {
+		// What a worker does at start-up, on the same stream:
+		werr := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{})
+		t.Errorf("check exited %d and failed BCSYNC_DLQ although a worker starts on it (EnsureStreams: %v):\n%s", code, werr, strings.Join(failed, "\n"))
+	}
+}
+
+// BCSYNC_ADVISORIES made by hand with limits retention cannot become the
+// work queue bcsync makes it: every worker refuses to start, but check
+// reports nothing and exits 0.
+func TestCheckFailsOnAnAdvisoriesStreamWorkersRefuse(t *testing.T) {
+	t.Parallel()
+	f := newCheckFakes(t)
+	b, err := broker.Connect(context.Background(), broker.Options{DataDir: t.TempDir(), Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx := context.Background()
+	for _, c := range []jetstream.StreamConfig{broker.JobsStreamConfig(broker.StreamOptions{}), broker.DLQStreamConfig(broker.StreamOptions{})} {
+		if _, err := b.JS.CreateStream(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adv := broker.AdvisoriesStreamConfig(broker.StreamOptions{})
+	adv.Retention = jetstream.LimitsPolicy
+	if _, err := b.JS.CreateStream(ctx, adv); err != nil {
+		t.Fatal(err)
+	}
+	werr := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{})
+	if werr == nil {
+		t.Fatal("precondition: the worker's EnsureStreams accepted the stream")
+	}
+	path := f.config(t, b.ClientURL(), checkSub{name: "s"})
+	code, out, _ := runCmd(t, checkCtx(t), "", "check", "--config", path)
+	if code == 0 {
+		t.Errorf("check exited 0 although a worker cannot start (%v):\n%s", werr, out)
 	}
 }

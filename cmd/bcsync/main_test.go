@@ -311,3 +311,19 @@ func grepLine(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A NATS password may hold '#' or '?' (a generated one often does).
+// RedactURL looks for the user information only before the first '?' or
+// '#', so such a URL is printed whole: --help shows NATS_URL's password.
+func TestHelpDoesNotPrintANATSPasswordWithHashOrQuestionMark(t *testing.T) {
+	for _, pw := range []string{"Hunter#2secret", "Hunter?2secret"} {
+		t.Setenv("NATS_URL", "nats://bcsync:"+pw+"@127.0.0.1:4222")
+		code, out, errOut := runCmd(t, context.Background(), "", "enqueue", "--help")
+		if code != 0 {
+			t.Fatalf("exited %d: %s", code, errOut)
+		}
+		if strings.Contains(out+errOut, "2secret") {
+			t.Errorf("bcsync enqueue --help printed the NATS password %q:\n%s", pw, grepLine(out+errOut, "2secret"))
+		}
+	}
+}
