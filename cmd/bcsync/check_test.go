@@ -444,41 +444,6 @@ func TestCheckSuggestCompanies(t *testing.T) {
 	}
 }
 
-// A BCSYNC_JOBS made by hand with the nats CLI's default retention (limits)
-// cannot be turned into a work queue: every worker refuses to start. check
-// must not report it as passed and exit 0.
-func TestCheckFailsOnAJobsStreamWorkersRefuse(t *testing.T) {
-	t.Parallel()
-	f := newCheckFakes(t)
-	b, err := broker.Connect(context.Background(), broker.Options{DataDir: t.TempDir(), Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	ctx := context.Background()
-	jobs := broker.JobsStreamConfig(broker.StreamOptions{})
-	jobs.Retention = jetstream.LimitsPolicy
-	if _, err := b.JS.CreateStream(ctx, jobs); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.JS.CreateStream(ctx, broker.DLQStreamConfig(broker.StreamOptions{})); err != nil {
-		t.Fatal(err)
-	}
-	// What a worker does at start-up:
-	werr := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{})
-	if werr == nil {
-		t.Fatal("precondition: the worker's EnsureStreams accepted the stream")
-	}
-	path := f.config(t, b.ClientURL(), checkSub{name: "s"})
-	code, out, _ := runCmd(t, checkCtx(t), "", "check", "--config", path)
-	if code == 0 {
-		t.Errorf("check exited 0 although a worker cannot start (%v):\n%s", werr, out)
-	}
-	if failed := checkLines(out, "✘ stream BCSYNC_JOBS"); len(failed) != 1 || !strings.Contains(failed[0], "limits retention") || !strings.Contains(failed[0], "nats stream rm BCSYNC_JOBS") {
-		t.Errorf("want the BCSYNC_JOBS item to name its retention and the fix:\n%s", out)
-	}
-}
-
 // NATS without JetStream: check has a dedicated fix ("enable JetStream"),
 // which it never prints.
 func TestCheckNamesJetStreamWhenNATSHasNone(t *testing.T) {
@@ -506,65 +471,53 @@ func TestCheckNamesJetStreamWhenNATSHasNone(t *testing.T) {
 	}
 }
 
-// A BCSYNC_DLQ with interest retention (made by hand) is one a worker
-// updates to limits (nats-server allows limits <-> interest): workers start.
-// check must not fail it, claiming workers refuse to start, and tell the
-// operator to delete the dead-letter stream.
-func TestCheckPassesADLQStreamAWorkerCanUpdate(t *testing.T) {
+// A stream made by hand with another retention: one a stream cannot change
+// (to or from a work queue) makes every worker refuse to start, and check
+// must fail it with the fix, not pass it; one a worker converts (limits and
+// interest) must pass, not send the operator to delete the dead letters.
+func TestCheckStreamsMadeByHand(t *testing.T) {
 	t.Parallel()
-	f := newCheckFakes(t)
-	b, err := broker.Connect(context.Background(), broker.Options{DataDir: t.TempDir(), Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	ctx := context.Background()
-	if _, err := b.JS.CreateStream(ctx, broker.JobsStreamConfig(broker.StreamOptions{})); err != nil {
-		t.Fatal(err)
-	}
-	dlq := broker.DLQStreamConfig(broker.StreamOptions{})
-	dlq.Retention = jetstream.InterestPolicy
-	if _, err := b.JS.CreateStream(ctx, dlq); err != nil {
-		t.Fatal(err)
-	}
-	path := f.config(t, b.ClientURL(), checkSub{name: "s"})
-	code, out, _ := runCmd(t, checkCtx(t), "", "check", "--config", path)
-	if failed := checkLines(out, "✘ stream BCSYNC_DLQ"); len(failed) > 0 {
-		// What a worker does at start-up, on the same stream:
-		werr := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{})
-		t.Errorf("check exited %d and failed BCSYNC_DLQ although a worker starts on it (EnsureStreams: %v):\n%s", code, werr, strings.Join(failed, "\n"))
-	}
-}
-
-// BCSYNC_ADVISORIES made by hand with limits retention cannot become the
-// work queue bcsync makes it: every worker refuses to start, but check
-// reports nothing and exits 0.
-func TestCheckFailsOnAnAdvisoriesStreamWorkersRefuse(t *testing.T) {
-	t.Parallel()
-	f := newCheckFakes(t)
-	b, err := broker.Connect(context.Background(), broker.Options{DataDir: t.TempDir(), Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	ctx := context.Background()
-	for _, c := range []jetstream.StreamConfig{broker.JobsStreamConfig(broker.StreamOptions{}), broker.DLQStreamConfig(broker.StreamOptions{})} {
-		if _, err := b.JS.CreateStream(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	adv := broker.AdvisoriesStreamConfig(broker.StreamOptions{})
-	adv.Retention = jetstream.LimitsPolicy
-	if _, err := b.JS.CreateStream(ctx, adv); err != nil {
-		t.Fatal(err)
-	}
-	werr := broker.EnsureStreams(ctx, b.JS, broker.StreamOptions{})
-	if werr == nil {
-		t.Fatal("precondition: the worker's EnsureStreams accepted the stream")
-	}
-	path := f.config(t, b.ClientURL(), checkSub{name: "s"})
-	code, out, _ := runCmd(t, checkCtx(t), "", "check", "--config", path)
-	if code == 0 {
-		t.Errorf("check exited 0 although a worker cannot start (%v):\n%s", werr, out)
+	for _, tc := range []struct {
+		stream    string
+		retention jetstream.RetentionPolicy
+		refused   bool // by the workers, and so by check
+	}{
+		{"BCSYNC_JOBS", jetstream.LimitsPolicy, true},
+		{"BCSYNC_ADVISORIES", jetstream.LimitsPolicy, true},
+		{"BCSYNC_DLQ", jetstream.InterestPolicy, false},
+	} {
+		t.Run(tc.stream, func(t *testing.T) {
+			t.Parallel()
+			f := newCheckFakes(t)
+			b, err := broker.Connect(context.Background(), broker.Options{DataDir: t.TempDir(), Log: zerolog.Nop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(b.Close)
+			ctx := context.Background()
+			o := broker.StreamOptions{}
+			for _, c := range []jetstream.StreamConfig{broker.JobsStreamConfig(o), broker.DLQStreamConfig(o), broker.AdvisoriesStreamConfig(o)} {
+				if c.Name == tc.stream {
+					c.Retention = tc.retention
+				}
+				if _, err := b.JS.CreateStream(ctx, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// What a worker does at start-up:
+			if werr := broker.EnsureStreams(ctx, b.JS, o); (werr != nil) != tc.refused {
+				t.Fatalf("precondition: the worker's EnsureStreams: %v, want refused %v", werr, tc.refused)
+			}
+			path := f.config(t, b.ClientURL(), checkSub{name: "s"})
+			code, out, _ := runCmd(t, checkCtx(t), "", "check", "--config", path)
+			failed := checkLines(out, "✘ stream "+tc.stream)
+			switch {
+			case !tc.refused && (code != 0 || len(failed) > 0):
+				t.Errorf("check exited %d, failing %q, on a stream workers start on:\n%s", code, failed, out)
+			case tc.refused && (code == 0 || len(failed) != 1 || !strings.Contains(failed[0], strings.ToLower(tc.retention.String())+" retention") ||
+				!strings.Contains(failed[0], "nats stream rm "+tc.stream)):
+				t.Errorf("check exited %d on a stream workers refuse; want its item to name the retention and the fix:\n%s", code, out)
+			}
+		})
 	}
 }
