@@ -145,18 +145,12 @@ func (c *Client) deactivate(ctx context.Context, p kindPaths, externalID string)
 		return false, err
 	}
 	if _, err := c.do(ctx, http.MethodDelete, p.path(p.delete(), l.id), nil); err != nil {
-		if gone(err) {
+		if errors.Is(err, ErrNotFound) {
 			return false, nil // deleted at iPaaS.com since the look-up: nothing left to do
 		}
 		return false, fmt.Errorf("delete record %s: %w", l.id, err)
 	}
 	return true, nil
-}
-
-// gone reports whether err is iPaaS.com's 404 for a record.
-func gone(err error) bool {
-	var ae *APIError
-	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
 }
 
 func validExternalID(id string) error {
@@ -314,7 +308,7 @@ func createdID(body []byte) string {
 // update reads record id, merges fields over it and PUTs the result.
 func (c *Client) update(ctx context.Context, p kindPaths, id string, fields map[string]any) error {
 	out, err := c.do(ctx, http.MethodGet, p.path(p.get, id), nil)
-	if gone(err) {
+	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("get record %s: %w (%v)", id, ErrDeletedMeanwhile, err)
 	}
 	if err != nil {
@@ -325,7 +319,7 @@ func (c *Client) update(ctx context.Context, p kindPaths, id string, fields map[
 		return fmt.Errorf("get record %s: the answer is no JSON object: %w", id, err)
 	}
 	merged := mergeRecord(cur, fields, id)
-	if _, err := c.do(ctx, http.MethodPut, p.path(p.update, id), merged); gone(err) {
+	if _, err := c.do(ctx, http.MethodPut, p.path(p.update, id), merged); errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("update record %s: %w (%v)", id, ErrDeletedMeanwhile, err)
 	} else if err != nil {
 		return fmt.Errorf("update record %s: %w", id, err)
