@@ -265,32 +265,47 @@ func (f *Fleet) Acquire(ctx context.Context) (release func(), err error) {
 	return release, err
 }
 
+// acquire waits for the end of a pause, then for a concurrency lease, then
+// for the budget. A pause that begins meanwhile is waited out without the
+// lease (a pause may outlast LeaseTTL, BC's Retry-After can be minutes,
+// and the lease's key, expired meanwhile, would be taken by another
+// process while this one still counted it as its own); one that begins
+// during the budget wait (up to a window) also leaves the permit counted
+// and unused (Stale).
 func (f *Fleet) acquire(ctx context.Context) (release func(), err error) {
-	l, err := f.leaseAfterPause(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var released atomic.Bool
-	release = func() {
-		if released.CompareAndSwap(false, true) {
-			f.putBack(l)
+	for {
+		if err := f.waitPause(ctx); err != nil {
+			return nil, err
 		}
+		l, err := f.lease(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if f.paused() {
+			f.putBack(l)
+			continue
+		}
+		if err := f.grant(ctx); err != nil {
+			f.putBack(l)
+			return nil, err
+		}
+		if f.paused() {
+			f.cfg.Stats.Stale.Add(1)
+			f.putBack(l)
+			continue
+		}
+		f.cfg.Stats.Granted.Add(1)
+		var released atomic.Bool
+		return func() {
+			if released.CompareAndSwap(false, true) {
+				f.putBack(l)
+			}
+		}, nil
 	}
-	if err := f.grant(ctx); err != nil {
-		release()
-		return nil, err
-	}
-	if time.Now().UnixNano() < f.pausedUntil.Load() {
-		// A pause began while this waited for the budget (which can take a
-		// window): the permit stays counted and unused (Stale), and the
-		// request waits the pause out, without its lease, and asks again.
-		f.cfg.Stats.Stale.Add(1)
-		release()
-		return f.acquire(ctx)
-	}
-	f.cfg.Stats.Granted.Add(1)
-	return release, nil
 }
+
+// paused reports whether the fleet is paused now.
+func (f *Fleet) paused() bool { return time.Now().UnixNano() < f.pausedUntil.Load() }
 
 // firstWatchWait bounds how long an Acquire waits for the first watch of
 // the bucket to deliver the pause it holds (a process starting during the
@@ -728,27 +743,6 @@ func (f *Fleet) recreate(ctx context.Context, err error) bool {
 func bucketGone(err error) bool {
 	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
-}
-
-// leaseAfterPause waits for the end of a pause, then for a concurrency
-// lease. A pause that began while it waited for the lease is waited out
-// without the lease: a pause may outlast LeaseTTL (BC's Retry-After can
-// be minutes), and the lease's key, expired meanwhile, would be taken by
-// another process while this one still counted it as its own.
-func (f *Fleet) leaseAfterPause(ctx context.Context) (*lease, error) {
-	for {
-		if err := f.waitPause(ctx); err != nil {
-			return nil, err
-		}
-		l, err := f.lease(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if time.Now().UnixNano() >= f.pausedUntil.Load() {
-			return l, nil
-		}
-		f.putBack(l)
-	}
 }
 
 func (f *Fleet) waitPause(ctx context.Context) error {
