@@ -905,18 +905,17 @@ func TestUpsertCreateFirst(t *testing.T) {
 	}
 }
 
-// A record deleted at iPaaS.com (by a user, or another integration) between
-// the client's look-up, which still found it live, and its GET: the upsert
-// must not end with a not-found error, which the worker dead-letters at
-// once; a retry's look-up answers DELETED: and creates it anew.
-func TestUpsertOfARecordDeletedAfterItsLookup(t *testing.T) {
-	t.Parallel()
+// deletedBehind is a fake that deletes, on the first request of method for
+// a record, that record first, as a user or another integration would
+// between the client's look-up and its request.
+func deletedBehind(t *testing.T, method string) (*ipaastest.Server, *ipaasclient.Client) {
+	t.Helper()
 	var (
 		fake *ipaastest.Server
 		once sync.Once
 	)
 	h := func(_ http.ResponseWriter, r *http.Request, _ []byte) bool {
-		if r.Method == http.MethodGet {
+		if r.Method == method {
 			once.Do(func() {
 				del := httptest.NewRequest(http.MethodDelete, r.URL.Path, nil)
 				del.Header.Set("Authorization", "Bearer "+fake.APIKey())
@@ -930,6 +929,16 @@ func TestUpsertOfARecordDeletedAfterItsLookup(t *testing.T) {
 		return false
 	}
 	fake, _, c := setup(t, ipaastest.Options{}, h)
+	return fake, c
+}
+
+// A record deleted at iPaaS.com between the client's look-up, which still
+// found it live, and its GET: the upsert must not end with a not-found
+// error, which the worker dead-letters at once; a retry's look-up answers
+// DELETED: and creates it anew.
+func TestUpsertOfARecordDeletedAfterItsLookup(t *testing.T) {
+	t.Parallel()
+	fake, c := deletedBehind(t, http.MethodGet)
 	if _, err := fake.Create(ipaastest.TableLocation, "EAST", map[string]any{"name": "EAST"}); err != nil {
 		t.Fatal(err)
 	}
@@ -950,25 +959,11 @@ func TestUpsertOfARecordDeletedAfterItsLookup(t *testing.T) {
 // not a not-found error that the worker dead-letters.
 func TestDeactivateOfARecordDeletedAfterItsLookup(t *testing.T) {
 	t.Parallel()
-	var (
-		fake *ipaastest.Server
-		once sync.Once
-	)
-	h := func(_ http.ResponseWriter, r *http.Request, _ []byte) bool {
-		if r.Method == http.MethodDelete {
-			once.Do(func() {
-				del := httptest.NewRequest(http.MethodDelete, r.URL.Path, nil)
-				del.Header.Set("Authorization", "Bearer "+fake.APIKey())
-				fake.Handler().ServeHTTP(httptest.NewRecorder(), del)
-			})
-		}
-		return false
-	}
-	fake, _, c := setup(t, ipaastest.Options{}, h)
+	fake, c := deletedBehind(t, http.MethodDelete)
 	if _, err := fake.Create(ipaastest.TableCustomer, "C1", map[string]any{"last_name": "Doe"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Deactivate(t.Context(), ipaasclient.KindCustomer, "C1"); err != nil {
-		t.Fatalf("deactivate: %v", err)
+	if found, err := c.Deactivate(t.Context(), ipaasclient.KindCustomer, "C1"); err != nil || found {
+		t.Fatalf("deactivate: %v, %v; want nothing found, no error", found, err)
 	}
 }
