@@ -359,19 +359,8 @@ func TestInitWaitsForRequeuedCopies(t *testing.T) {
 	b := brokertest.New(t)
 	ctx := context.Background()
 	progress := brokertest.KV(t, b, broker.BucketProgress)
-	var seqs []uint64
-	for i := range 4 { // the initialize job, two record jobs, a requeued copy
-		ack, _, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: "demo", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: fmt.Sprintf("L%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		seqs = append(seqs, ack.Sequence)
-	}
-	s, err := b.JS.Stream(ctx, messages.StreamJobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, seq := range seqs[:3] { // settled
+	seqs, s := publishLocations(t, b.JS, 4) // the initialize job, two record jobs, a requeued copy
+	for _, seq := range seqs[:3] {          // settled
 		if err := s.DeleteMsg(ctx, seq); err != nil {
 			t.Fatal(err)
 		}
@@ -424,18 +413,7 @@ func TestLeftSeesACopyRequeuedBetweenItsTwoReads(t *testing.T) {
 	b := brokertest.New(t)
 	ctx := context.Background()
 	progress := brokertest.KV(t, b, broker.BucketProgress)
-	var seqs []uint64
-	for i := range 3 { // the initialize job, one record job, and (below) its requeued copy
-		ack, _, err := messages.Publish(ctx, b.JS, messages.Job{Subscription: "demo", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: fmt.Sprintf("L%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		seqs = append(seqs, ack.Sequence)
-	}
-	s, err := b.JS.Stream(ctx, messages.StreamJobs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seqs, s := publishLocations(t, b.JS, 3)           // the initialize job, one record job, and (below) its requeued copy
 	if err := s.DeleteMsg(ctx, seqs[0]); err != nil { // the initialize job is settled
 		t.Fatal(err)
 	}
@@ -498,4 +476,24 @@ func TestInitReportsTheRecordsItCannotEnqueue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// publishLocations publishes n location jobs of subscription demo (keys L0,
+// L1, ...) and returns their sequences and the job stream.
+func publishLocations(t *testing.T, js jetstream.JetStream, n int) ([]uint64, jetstream.Stream) {
+	t.Helper()
+	ctx := context.Background()
+	var seqs []uint64
+	for i := range n {
+		ack, _, err := messages.Publish(ctx, js, messages.Job{Subscription: "demo", Type: messages.TypeLocation, Op: messages.OpUpsert, Key: fmt.Sprintf("L%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	s, err := js.Stream(ctx, messages.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seqs, s
 }
